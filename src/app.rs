@@ -1,0 +1,202 @@
+//! Start-up and shutdown of `bridgehead serve`: opens the store, makes sure the
+//! first-run state exists (data directory, certificate, console user), keeps the
+//! directory snapshot fresh, serves the admin HTTP surface, and stops cleanly on
+//! SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::password;
+use crate::store::{Store, console_users};
+
+/// How often the server looks for changes made by another process (the CLI).
+/// PRODUCT §3 promises changes apply within 2 seconds.
+pub const DIRECTORY_POLL: Duration = Duration::from_millis(500);
+
+/// The first console user.
+pub const ADMIN_USER: &str = "admin";
+
+pub async fn serve(config: Config) -> Result<()> {
+    let store = open_store(&config).await?;
+    let certificate = crate::tls::ensure_certificate(&config)?;
+    ensure_admin_user(&config, &store).await?;
+
+    let directory = Directory::load(&store)
+        .await
+        .context("cannot load the organization")?;
+    tracing::info!(version = directory.version(), "organization loaded");
+    let (dir_tx, dir_rx) = watch::channel(Arc::new(directory));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let watcher = tokio::spawn(watch_directory(store.clone(), dir_tx, shutdown_rx.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.admin.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} for the console; set [admin].listen in the config file or BRIDGEHEAD_ADMIN_LISTEN",
+            config.admin.listen
+        )
+    })?;
+    let admin = crate::admin::router(crate::admin::AdminState { directory: dir_rx });
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        hostname = %config.hostname,
+        data_dir = %config.data_dir.display(),
+        self_signed_certificate = certificate.self_signed,
+        "bridgehead is ready"
+    );
+
+    let mut stop = shutdown_rx.clone();
+    let server = axum::serve(listener, admin).with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "console server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "console server task failed"),
+        Err(_) => tracing::warn!("console server did not stop within 10 s"),
+    }
+    let _ = watcher.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the data directory and opens (creating and migrating) the database.
+pub async fn open_store(config: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    Ok(Store::open(&config.database_path()).await?)
+}
+
+/// On first start, creates the console user `admin` with the password from
+/// `BRIDGEHEAD_ADMIN_PASSWORD`, or a generated one that is printed once and
+/// written to `data_dir/initial-admin-password` (mode 0600).
+async fn ensure_admin_user(config: &Config, store: &Store) -> Result<()> {
+    if console_users::count(store.pool()).await? > 0 {
+        return Ok(());
+    }
+    let from_env = std::env::var("BRIDGEHEAD_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let (pw, generated) = match from_env {
+        Some(p) => {
+            password::check_strength(&p).context("BRIDGEHEAD_ADMIN_PASSWORD is not acceptable")?;
+            (p, false)
+        }
+        None => (password::generate(20), true),
+    };
+    let hash = password::hash(pw.clone()).await?;
+    if !console_users::insert_if_absent(store.pool(), ADMIN_USER, &hash).await? {
+        return Ok(()); // another process created it meanwhile
+    }
+    if generated {
+        let file = config.data_dir.join("initial-admin-password");
+        write_private_file(&file, format!("{pw}\n").as_bytes())?;
+        println!(
+            "Console user `{ADMIN_USER}` created with password: {pw}\n\
+             (also written to {}; change it after the first login)",
+            file.display()
+        );
+    } else {
+        tracing::info!(
+            user = ADMIN_USER,
+            "console user created from BRIDGEHEAD_ADMIN_PASSWORD"
+        );
+    }
+    Ok(())
+}
+
+/// Polls the organization change counter and publishes a fresh snapshot when it
+/// moves. One indexed single-row read per tick; the reload happens only on change.
+async fn watch_directory(
+    store: Store,
+    tx: watch::Sender<Arc<Directory>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(DIRECTORY_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let current = tx.borrow().version();
+        match store.org_version().await {
+            Ok(v) if v != current => match Directory::load(&store).await {
+                Ok(dir) => {
+                    tracing::info!(version = dir.version(), "organization changed; reloaded");
+                    tx.send_replace(Arc::new(dir));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot reload the organization"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read the organization version"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Writes a file readable by its owner only (mode 0600), durably.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_durably(path, bytes, 0o600)
+}
+
+/// Writes `bytes` to a temporary file with `mode`, fsyncs it, renames it into
+/// place and fsyncs the directory, so the file is whole or absent after a crash.
+pub fn write_file_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename into {}", path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Bridgehead: a single-binary mail server, the modern equivalent of an Exchange
+//! Hub Transport server. See `ARCHITECTURE.md` for the map of the code.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod password;
+pub mod smtp;
+pub mod store;
+pub mod tls;
