@@ -1,0 +1,199 @@
+//! Helpers for end-to-end tests: run the real `bridgehead` binary in a scratch
+//! directory, talk to it over real sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bridgehead");
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A `bridgehead` command run in `dir`, with the SMTP defaults moved off the
+/// privileged ports.
+pub fn command(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_remove("BRIDGEHEAD_CONFIG")
+        .env_remove("BRIDGEHEAD_ADMIN_PASSWORD")
+        .env("BRIDGEHEAD_LOG_LEVEL", "info");
+    c
+}
+
+pub fn cli(dir: &Path, args: &[&str]) -> Output {
+    command(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bridgehead")
+}
+
+pub fn cli_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = command(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bridgehead");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub admin: SocketAddr,
+    pub smtp: [u16; 3],
+    pub stdout_lines: Vec<String>,
+}
+
+impl Server {
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let smtp = [free_port(), free_port(), free_port()];
+        let mut c = command(dir);
+        c.arg("serve")
+            .env("BRIDGEHEAD_ADMIN_LISTEN", admin.to_string())
+            .env("BRIDGEHEAD_SMTP_INTERNET", format!("127.0.0.1:{}", smtp[0]))
+            .env(
+                "BRIDGEHEAD_SMTP_SUBMISSION",
+                format!("127.0.0.1:{}", smtp[1]),
+            )
+            .env(
+                "BRIDGEHEAD_SMTP_SUBMISSIONS",
+                format!("127.0.0.1:{}", smtp[2]),
+            )
+            .env("BRIDGEHEAD_HOSTNAME", "mail.test")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("server.log")).expect("server.log"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c.spawn().expect("start bridgehead serve");
+        let mut server = Server {
+            child,
+            dir: dir.to_path_buf(),
+            admin,
+            smtp,
+            stdout_lines: Vec::new(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early: {status}");
+            }
+            if http_get(self.admin, "/healthz")
+                .map(|(s, _)| s == 200)
+                .unwrap_or(false)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not become ready");
+    }
+
+    /// Everything the server printed on stdout so far (reads until EOF: call
+    /// after stopping it).
+    pub fn read_stdout(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The first line printed on stdout (the generated password notice).
+    pub fn first_stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        if let Some(out) = self.child.stdout.as_mut() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        line
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("server did not stop on SIGTERM");
+    }
+
+    pub fn healthz(&self) -> serde_json::Value {
+        let (status, body) = http_get(self.admin, "/healthz").expect("healthz");
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).expect("healthz json")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // The body may be chunked; keep the JSON object only.
+    let body = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) if b >= a => body[a..=b].to_string(),
+        _ => body,
+    };
+    Ok((status, body))
+}
