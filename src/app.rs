@@ -15,6 +15,10 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::password;
+use crate::queue::{spool::Spool, submit::Submitter};
+use crate::receive::connector::{self, ReceiveConnector};
+use crate::receive::listener::ReceiveContext;
+use crate::receive::protocol_log::ProtocolLog;
 use crate::store::{Store, console_users};
 
 /// How often the server looks for changes made by another process (the CLI).
@@ -32,10 +36,42 @@ pub async fn serve(config: Config) -> Result<()> {
     let directory = Directory::load(&store)
         .await
         .context("cannot load the organization")?;
+    let receive_connectors = connector::list(&store)
+        .await
+        .context("cannot load the receive connectors")?;
     tracing::info!(version = directory.version(), "organization loaded");
     let (dir_tx, dir_rx) = watch::channel(Arc::new(directory));
+    let (conn_tx, conn_rx) = watch::channel(Arc::new(receive_connectors));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let watcher = tokio::spawn(watch_directory(store.clone(), dir_tx, shutdown_rx.clone()));
+    let watcher = tokio::spawn(watch_directory(
+        store.clone(),
+        dir_tx,
+        conn_tx,
+        shutdown_rx.clone(),
+    ));
+
+    let spool = Spool::open(&config.data_dir).context("cannot open the spool directory")?;
+    let leftovers = spool.clean_tmp().context("cannot clean the spool")?;
+    if leftovers > 0 {
+        tracing::info!(
+            files = leftovers,
+            "removed unfinished transfers from the spool"
+        );
+    }
+    let receive = Arc::new(ReceiveContext {
+        hostname: config.hostname.clone(),
+        tls: crate::tls::server_config(&certificate)?,
+        submitter: Submitter::start(store.clone(), spool.msg_dir()),
+        spool,
+        directory: dir_rx.clone(),
+        protocol_log: ProtocolLog::start(config.data_dir.join("logs/protocol/receive")),
+        counters: Default::default(),
+    });
+    let listeners = tokio::spawn(crate::receive::listener::run(
+        receive,
+        conn_rx,
+        shutdown_rx.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.admin.listen).await.with_context(|| {
         format!(
@@ -68,6 +104,7 @@ pub async fn serve(config: Config) -> Result<()> {
         Err(_) => tracing::warn!("console server did not stop within 10 s"),
     }
     let _ = watcher.await;
+    let _ = listeners.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -77,7 +114,14 @@ pub async fn serve(config: Config) -> Result<()> {
 pub async fn open_store(config: &Config) -> Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    Ok(Store::open(&config.database_path()).await?)
+    let store = Store::open(&config.database_path()).await?;
+    // The default receive connectors are created with the database (PRODUCT §4).
+    crate::store::connectors::seed_receive_defaults(
+        store.pool(),
+        &connector::defaults(&config.smtp),
+    )
+    .await?;
+    Ok(store)
 }
 
 /// On first start, creates the console user `admin` with the password from
@@ -123,6 +167,7 @@ async fn ensure_admin_user(config: &Config, store: &Store) -> Result<()> {
 async fn watch_directory(
     store: Store,
     tx: watch::Sender<Arc<Directory>>,
+    connectors: watch::Sender<Arc<Vec<ReceiveConnector>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(DIRECTORY_POLL);
@@ -138,6 +183,21 @@ async fn watch_directory(
                 Ok(dir) => {
                     tracing::info!(version = dir.version(), "organization changed; reloaded");
                     tx.send_replace(Arc::new(dir));
+                    match connector::list(&store).await {
+                        // Only wake the listeners when the connectors really changed.
+                        Ok(list) => {
+                            connectors.send_if_modified(|current| {
+                                let changed = **current != list;
+                                if changed {
+                                    *current = Arc::new(list);
+                                }
+                                changed
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot reload the receive connectors")
+                        }
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot reload the organization"),
             },

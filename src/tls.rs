@@ -52,3 +52,31 @@ fn generate_self_signed(hostname: &str, dir: &Path, paths: &CertPaths) -> Result
     tracing::info!(cert = %paths.cert.display(), %hostname, "generated a self-signed TLS certificate");
     Ok(())
 }
+
+/// The rustls server configuration for STARTTLS and implicit TLS (ring provider;
+/// TLS 1.2 and 1.3).
+pub fn server_config(paths: &CertPaths) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+    let cert_pem = std::fs::read(&paths.cert)
+        .with_context(|| format!("cannot read {}", paths.cert.display()))?;
+    let key_pem = std::fs::read(&paths.key)
+        .with_context(|| format!("cannot read {}", paths.key.display()))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} holds no valid PEM certificate", paths.cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no certificate",
+        paths.cert.display()
+    );
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .with_context(|| format!("{} holds no valid PEM key", paths.key.display()))?
+        .with_context(|| format!("{} holds no private key", paths.key.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match")?;
+    Ok(std::sync::Arc::new(config))
+}

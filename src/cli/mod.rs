@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
 
+mod connectors;
 mod objects;
 pub mod output;
 
@@ -55,6 +56,9 @@ enum Command {
     /// Remote domains: outbound options per destination domain.
     #[command(subcommand)]
     RemoteDomain(objects::RemoteDomainCmd),
+    /// Receive connectors: SMTP listeners and who may use them.
+    #[command(subcommand)]
+    ReceiveConnector(connectors::ReceiveConnectorCmd),
 }
 
 /// Parses the arguments, runs the command, and maps the outcome to an exit code.

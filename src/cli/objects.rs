@@ -24,6 +24,7 @@ pub async fn run(store: &Store, command: Command, as_json: bool) -> Result<Strin
         Command::Contact(c) => contact(store, c, as_json).await,
         Command::AddressPolicy(c) => policy(store, c, as_json).await,
         Command::RemoteDomain(c) => remote_domain(store, c, as_json).await,
+        Command::ReceiveConnector(c) => super::connectors::receive(store, c, as_json).await,
     }
 }
 
@@ -32,7 +33,7 @@ fn unreachable_serve() -> Result<String> {
 }
 
 /// `true`/`false` (also yes/no, on/off) for options that set a flag either way.
-fn parse_bool(s: &str) -> Result<bool, String> {
+pub(super) fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
         "false" | "no" | "off" | "0" => Ok(false),

@@ -5,6 +5,7 @@
 //! `org_version` (bumped by triggers) tells a running server that the CLI changed
 //! something.
 
+pub mod connectors;
 pub mod console_users;
 pub mod organization;
 

@@ -21,12 +21,41 @@ pub fn free_port() -> u16 {
 /// A `bridgehead` command run in `dir`, with the SMTP defaults moved off the
 /// privileged ports.
 pub fn command(dir: &Path) -> Command {
+    let smtp = smtp_ports(dir);
     let mut c = Command::new(BIN);
     c.current_dir(dir)
         .env_remove("BRIDGEHEAD_CONFIG")
         .env_remove("BRIDGEHEAD_ADMIN_PASSWORD")
-        .env("BRIDGEHEAD_LOG_LEVEL", "info");
+        .env("BRIDGEHEAD_LOG_LEVEL", "info")
+        .env("BRIDGEHEAD_HOSTNAME", "mail.test")
+        .env("BRIDGEHEAD_SMTP_INTERNET", format!("127.0.0.1:{}", smtp[0]))
+        .env(
+            "BRIDGEHEAD_SMTP_SUBMISSION",
+            format!("127.0.0.1:{}", smtp[1]),
+        )
+        .env(
+            "BRIDGEHEAD_SMTP_SUBMISSIONS",
+            format!("127.0.0.1:{}", smtp[2]),
+        );
     c
+}
+
+/// The three default connector ports of a test directory, chosen once and kept
+/// in `dir/ports`, so the CLI (which may create the database) and the server agree.
+pub fn smtp_ports(dir: &Path) -> [u16; 3] {
+    let file = dir.join("ports");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let p: Vec<u16> = text
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [a, b, c] = p[..] {
+            return [a, b, c];
+        }
+    }
+    let p = [free_port(), free_port(), free_port()];
+    std::fs::write(&file, format!("{} {} {}", p[0], p[1], p[2])).expect("write ports");
+    p
 }
 
 pub fn cli(dir: &Path, args: &[&str]) -> Output {
@@ -68,26 +97,15 @@ pub struct Server {
     pub dir: PathBuf,
     pub admin: SocketAddr,
     pub smtp: [u16; 3],
-    pub stdout_lines: Vec<String>,
 }
 
 impl Server {
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let smtp = [free_port(), free_port(), free_port()];
+        let smtp = smtp_ports(dir);
         let mut c = command(dir);
         c.arg("serve")
             .env("BRIDGEHEAD_ADMIN_LISTEN", admin.to_string())
-            .env("BRIDGEHEAD_SMTP_INTERNET", format!("127.0.0.1:{}", smtp[0]))
-            .env(
-                "BRIDGEHEAD_SMTP_SUBMISSION",
-                format!("127.0.0.1:{}", smtp[1]),
-            )
-            .env(
-                "BRIDGEHEAD_SMTP_SUBMISSIONS",
-                format!("127.0.0.1:{}", smtp[2]),
-            )
-            .env("BRIDGEHEAD_HOSTNAME", "mail.test")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("server.log")).expect("server.log"));
         for (k, v) in env {
@@ -99,7 +117,6 @@ impl Server {
             dir: dir.to_path_buf(),
             admin,
             smtp,
-            stdout_lines: Vec::new(),
         };
         server.wait_ready();
         server
@@ -111,9 +128,11 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("server exited early: {status}");
             }
-            if http_get(self.admin, "/healthz")
-                .map(|(s, _)| s == 200)
-                .unwrap_or(false)
+            let smtp_up = TcpStream::connect(("127.0.0.1", self.smtp[0])).is_ok();
+            if smtp_up
+                && http_get(self.admin, "/healthz")
+                    .map(|(s, _)| s == 200)
+                    .unwrap_or(false)
             {
                 return;
             }
@@ -196,4 +215,135 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
         _ => body,
     };
     Ok((status, body))
+}
+
+/// A raw SMTP client over a plain socket, for talking to the server exactly as
+/// a test needs (pipelining, smuggling attempts, relay tricks).
+pub struct RawSmtp {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawSmtp {
+    pub fn connect(port: u16) -> RawSmtp {
+        Self::connect_from(port, None)
+    }
+
+    pub fn connect_from(port: u16, _source: Option<&str>) -> RawSmtp {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        RawSmtp {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, data: &str) {
+        self.stream.write_all(data.as_bytes()).expect("write");
+    }
+
+    pub fn send_bytes(&mut self, data: &[u8]) {
+        self.stream.write_all(data).expect("write");
+    }
+
+    /// Reads one whole (possibly multi-line) reply: (code, full text).
+    pub fn reply(&mut self) -> (u16, String) {
+        let mut text = String::new();
+        loop {
+            let line = self.line();
+            text.push_str(&line);
+            text.push('\n');
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return (code, text);
+            }
+        }
+    }
+
+    fn line(&mut self) -> String {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
+                self.buf.drain(..pos + 2);
+                return line;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => {
+                    let rest = String::from_utf8_lossy(&self.buf).into_owned();
+                    self.buf.clear();
+                    return rest;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Sends a command and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.send(&format!("{line}\r\n"));
+        self.reply()
+    }
+
+    /// Greeting + EHLO.
+    pub fn start(port: u16) -> RawSmtp {
+        let mut s = RawSmtp::connect(port);
+        assert_eq!(s.reply().0, 220);
+        assert_eq!(s.cmd("EHLO client.test").0, 250);
+        s
+    }
+
+    /// True when the server closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// Runs swaks; returns (exit code, combined output).
+pub fn swaks(args: &[&str]) -> (i32, String) {
+    let out = Command::new("swaks")
+        .args(["--timeout", "20", "--hide-informational"])
+        .args(args)
+        .output()
+        .expect("swaks is installed by .ci/run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Runs an SQL query against the server's database with Python's sqlite3 (not
+/// our own code): rows joined by `|`, one per line.
+pub fn sql(dir: &Path, query: &str) -> String {
+    let db = dir.join("data/bridgehead.db");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); [print('|'.join(map(str,r))) for r in c.execute(sys.argv[2])]")
+        .arg(db)
+        .arg(query)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }

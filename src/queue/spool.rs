@@ -1,0 +1,104 @@
+//! Message bodies on disk: `data/spool/tmp/<id>` while being received, then
+//! fsync'd and renamed to `data/spool/msg/<id>`. The directory fsync that makes
+//! the rename durable is done once per group commit (see `submit.rs`).
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use super::QueueId;
+
+/// Spool files are written through a buffer this large, so the blocking-pool hop
+/// of each tokio file write is paid per 256 KiB, not per network read.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    pub fn open(data_dir: &Path) -> std::io::Result<Spool> {
+        let root = data_dir.join("spool");
+        std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::create_dir_all(root.join("msg"))?;
+        Ok(Spool { root })
+    }
+
+    pub fn message_path(&self, id: &QueueId) -> PathBuf {
+        self.root.join("msg").join(id.as_str())
+    }
+
+    pub fn msg_dir(&self) -> PathBuf {
+        self.root.join("msg")
+    }
+
+    /// Starts a new spool file for `id`.
+    pub async fn create(&self, id: &QueueId) -> std::io::Result<SpoolWriter> {
+        let tmp = self.root.join("tmp").join(id.as_str());
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await?;
+        Ok(SpoolWriter {
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            tmp,
+            dest: self.message_path(id),
+            written: 0,
+        })
+    }
+
+    /// Removes leftovers of transfers that never finished (after a crash).
+    pub fn clean_tmp(&self) -> std::io::Result<usize> {
+        let mut n = 0;
+        for entry in std::fs::read_dir(self.root.join("tmp"))? {
+            std::fs::remove_file(entry?.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// A spool file being written. Dropped without `commit`, it removes itself.
+pub struct SpoolWriter {
+    file: Option<BufWriter<tokio::fs::File>>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    written: u64,
+}
+
+impl SpoolWriter {
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(bytes).await?;
+            self.written += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Flushes, fsyncs and renames the file into `msg/`. The caller must still
+    /// fsync the directory (the group committer does) before relying on it.
+    pub async fn commit(mut self) -> std::io::Result<PathBuf> {
+        if let Some(mut f) = self.file.take() {
+            f.flush().await?;
+            let file = f.into_inner();
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&self.tmp, &self.dest).await?;
+        }
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for SpoolWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
