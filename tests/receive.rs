@@ -708,3 +708,147 @@ fn protocol_log_never_holds_credentials() {
         "credentials leaked: {text}"
     );
 }
+
+#[test]
+fn idle_clients_time_out_and_auth_failures_disconnect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = setup(tmp.path());
+    cli_ok_and_wait(
+        &s,
+        &[
+            "receive-connector",
+            "set",
+            "Default Internet",
+            "--command-timeout",
+            "1",
+        ],
+    );
+    let mut idle = RawSmtp::connect(s.smtp[0]);
+    assert_eq!(idle.reply().0, 220);
+    let (code, text) = idle.reply();
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("4.4.2"), "{text}");
+    assert!(idle.closed());
+
+    // Three wrong passwords on the implicit-TLS port: 535 each, then 421 and close.
+    let script = format!(
+        r#"
+import smtplib, ssl, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = smtplib.SMTP_SSL("127.0.0.1", {p}, context=ctx)
+c.ehlo("client.test")
+codes = []
+start = time.time()
+for i in range(3):
+    try:
+        c.user, c.password = "alice@example.com", "wrong-%d" % i
+        c.auth("PLAIN", c.auth_plain)
+    except smtplib.SMTPAuthenticationError as e:
+        codes.append(e.smtp_code)
+    except smtplib.SMTPServerDisconnected:
+        codes.append("closed")
+codes.append(c.noop()[0])  # the 421 that followed the third 535
+try:
+    c.noop(); codes.append("open")
+except smtplib.SMTPServerDisconnected:
+    codes.append("closed")
+print(codes, round(time.time() - start, 1))
+"#,
+        p = s.smtp[2]
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("[535, 535, 535, 421, 'closed']"), "{text}");
+    // The tarpit makes each failure slower (0.5 s, 1 s, 1.5 s).
+    let secs: f64 = text
+        .split_whitespace()
+        .last()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0.0);
+    assert!(secs >= 2.5, "tarpit: {secs} s");
+}
+
+/// Every message the client saw a 250 for survives `kill -9`, and nothing is
+/// half-there: each queued row has its spool file and vice versa.
+#[test]
+fn nothing_acknowledged_is_lost_on_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = setup(tmp.path());
+    let port = s.smtp[0];
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..400 {
+                    let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        break;
+                    };
+                    drop(stream);
+                    let mut c = RawSmtp::connect(port);
+                    if c.reply().0 != 220 || c.cmd("EHLO load.test").0 != 250 {
+                        break;
+                    }
+                    c.cmd("MAIL FROM:<load@elsewhere.test>");
+                    c.cmd("RCPT TO:<alice@example.com>");
+                    if c.cmd("DATA").0 != 354 {
+                        break;
+                    }
+                    let (code, text) = c.cmd(&format!("Subject: t{t} m{i}\r\n\r\nbody {i}\r\n."));
+                    if code != 250 {
+                        break;
+                    }
+                    // "250 2.6.0 <ID@host> Queued mail for delivery"
+                    if let Some(id) = text.split('<').nth(1).and_then(|r| r.split('@').next()) {
+                        acked.push(id.to_string());
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    s.child.kill().unwrap(); // SIGKILL
+    s.child.wait().unwrap();
+    let acked: Vec<String> = senders
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "the load ran: {} acknowledged",
+        acked.len()
+    );
+
+    // Restart (recovery runs), then compare.
+    let s2 = Server::start(tmp.path(), &[]);
+    let rows: std::collections::HashSet<String> = sql(tmp.path(), "SELECT id FROM messages")
+        .lines()
+        .map(String::from)
+        .collect();
+    let files: std::collections::HashSet<String> =
+        std::fs::read_dir(tmp.path().join("data/spool/msg"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    for id in &acked {
+        assert!(rows.contains(id), "acknowledged {id} lost from the queue");
+        assert!(files.contains(id), "acknowledged {id} has no spool file");
+    }
+    for id in &rows {
+        assert!(files.contains(id), "queued {id} has no spool file");
+    }
+    let tmp_left = std::fs::read_dir(tmp.path().join("data/spool/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(tmp_left, 0, "unfinished transfers are cleaned at start");
+    drop(s2);
+}
