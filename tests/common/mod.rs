@@ -221,7 +221,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 /// a test needs (pipelining, smuggling attempts, relay tricks).
 pub struct RawSmtp {
     pub stream: TcpStream,
-    buf: Vec<u8>,
+    pub buf: Vec<u8>,
 }
 
 impl RawSmtp {
@@ -285,6 +285,15 @@ impl RawSmtp {
     pub fn cmd(&mut self, line: &str) -> (u16, String) {
         self.send(&format!("{line}\r\n"));
         self.reply()
+    }
+
+    /// Like `cmd`, but `None` when the connection is gone (for crash tests).
+    pub fn try_cmd(&mut self, line: &str) -> Option<(u16, String)> {
+        self.stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .ok()?;
+        let r = self.reply();
+        (r.0 != 0).then_some(r)
     }
 
     /// Greeting + EHLO.
