@@ -31,6 +31,9 @@ CREATE TABLE mailboxes (
     password_hash   TEXT,               -- argon2id PHC string; NULL = may not authenticate
     quota_mb        INTEGER,            -- NULL = unlimited
     enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    -- data/mailboxes/<folder>/Maildir; fixed at creation so renaming the primary
+    -- address never strands mail in an old folder.
+    folder          TEXT NOT NULL UNIQUE,
     created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 );
 

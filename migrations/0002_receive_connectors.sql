@@ -35,3 +35,9 @@ CREATE TABLE settings (
 CREATE TRIGGER receive_connectors_ins AFTER INSERT ON receive_connectors BEGIN UPDATE org_version SET version = version + 1; END;
 CREATE TRIGGER receive_connectors_upd AFTER UPDATE ON receive_connectors BEGIN UPDATE org_version SET version = version + 1; END;
 CREATE TRIGGER receive_connectors_del AFTER DELETE ON receive_connectors BEGIN UPDATE org_version SET version = version + 1; END;
+
+-- Server properties (retry policy, NDR copy address, tracking retention) live in
+-- settings; a change reaches the running server like any organization change.
+CREATE TRIGGER settings_ins AFTER INSERT ON settings BEGIN UPDATE org_version SET version = version + 1; END;
+CREATE TRIGGER settings_upd AFTER UPDATE ON settings BEGIN UPDATE org_version SET version = version + 1; END;
+CREATE TRIGGER settings_del AFTER DELETE ON settings BEGIN UPDATE org_version SET version = version + 1; END;

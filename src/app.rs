@@ -13,12 +13,15 @@ use anyhow::{Context, Result};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::delivery::local::LocalDelivery;
 use crate::directory::Directory;
 use crate::password;
+use crate::queue::manager::QueueContext;
 use crate::queue::{spool::Spool, submit::Submitter};
 use crate::receive::connector::{self, ReceiveConnector};
 use crate::receive::listener::ReceiveContext;
 use crate::receive::protocol_log::ProtocolLog;
+use crate::settings::{self, ServerSettings};
 use crate::store::{Store, console_users};
 
 /// How often the server looks for changes made by another process (the CLI).
@@ -33,23 +36,34 @@ pub async fn serve(config: Config) -> Result<()> {
     let certificate = crate::tls::ensure_certificate(&config)?;
     ensure_admin_user(&config, &store).await?;
 
+    // Snapshots of what admins edit, refreshed when org_version moves.
     let directory = Directory::load(&store)
         .await
         .context("cannot load the organization")?;
-    let receive_connectors = connector::list(&store)
-        .await
-        .context("cannot load the receive connectors")?;
     tracing::info!(version = directory.version(), "organization loaded");
-    let (dir_tx, dir_rx) = watch::channel(Arc::new(directory));
-    let (conn_tx, conn_rx) = watch::channel(Arc::new(receive_connectors));
+    let snapshots = Snapshots {
+        directory: watch::channel(Arc::new(directory)).0,
+        connectors: watch::channel(Arc::new(
+            connector::list(&store)
+                .await
+                .context("cannot load the receive connectors")?,
+        ))
+        .0,
+        settings: watch::channel(Arc::new(settings::load(&store).await?)).0,
+    };
+    let (dir_rx, conn_rx, settings_rx) = (
+        snapshots.directory.subscribe(),
+        snapshots.connectors.subscribe(),
+        snapshots.settings.subscribe(),
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let watcher = tokio::spawn(watch_directory(
+    let mut tasks = vec![tokio::spawn(watch_snapshots(
         store.clone(),
-        dir_tx,
-        conn_tx,
+        snapshots,
         shutdown_rx.clone(),
-    ));
+    ))];
 
+    // The queue: spool, group committer, queue manager, pickup directory.
     let spool = Spool::open(&config.data_dir).context("cannot open the spool directory")?;
     let leftovers = spool.clean_tmp().context("cannot clean the spool")?;
     if leftovers > 0 {
@@ -58,21 +72,50 @@ pub async fn serve(config: Config) -> Result<()> {
             "removed unfinished transfers from the spool"
         );
     }
+    let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let submitter = Submitter::start(store.clone(), spool.msg_dir(), Some(committed_tx));
+    let queue = Arc::new(QueueContext {
+        store: store.clone(),
+        spool: spool.clone(),
+        submitter: submitter.clone(),
+        local: LocalDelivery::new(config.data_dir.join("mailboxes")),
+        directory: dir_rx.clone(),
+        settings: settings_rx.clone(),
+        hostname: config.hostname.clone(),
+    });
+    tasks.push(tokio::spawn(crate::queue::manager::run(
+        queue.clone(),
+        committed_rx,
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::queue::pickup_dir::run(
+        queue,
+        config.data_dir.join("pickup"),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(prune_tracking(
+        store.clone(),
+        settings_rx,
+        shutdown_rx.clone(),
+    )));
+
+    // The receive side.
     let receive = Arc::new(ReceiveContext {
         hostname: config.hostname.clone(),
         tls: crate::tls::server_config(&certificate)?,
-        submitter: Submitter::start(store.clone(), spool.msg_dir()),
+        submitter,
         spool,
         directory: dir_rx.clone(),
         protocol_log: ProtocolLog::start(config.data_dir.join("logs/protocol/receive")),
         counters: Default::default(),
     });
-    let listeners = tokio::spawn(crate::receive::listener::run(
+    tasks.push(tokio::spawn(crate::receive::listener::run(
         receive,
         conn_rx,
         shutdown_rx.clone(),
-    ));
+    )));
 
+    // The admin listener.
     let listener = tokio::net::TcpListener::bind(config.admin.listen).await.with_context(|| {
         format!(
             "cannot listen on {} for the console; set [admin].listen in the config file or BRIDGEHEAD_ADMIN_LISTEN",
@@ -87,7 +130,6 @@ pub async fn serve(config: Config) -> Result<()> {
         self_signed_certificate = certificate.self_signed,
         "bridgehead is ready"
     );
-
     let mut stop = shutdown_rx.clone();
     let server = axum::serve(listener, admin).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -103,11 +145,33 @@ pub async fn serve(config: Config) -> Result<()> {
         Ok(Err(e)) => tracing::warn!(error = %e, "console server task failed"),
         Err(_) => tracing::warn!("console server did not stop within 10 s"),
     }
-    let _ = watcher.await;
-    let _ = listeners.await;
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deletes old tracking events once an hour.
+async fn prune_tracking(
+    store: Store,
+    settings: watch::Receiver<Arc<ServerSettings>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let days = settings.borrow().tracking_retention_days;
+        match crate::tracking::prune(store.pool(), days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, days, "pruned old message-tracking events"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune message tracking"),
+        }
+    }
 }
 
 /// Creates the data directory and opens (creating and migrating) the database.
@@ -162,14 +226,16 @@ async fn ensure_admin_user(config: &Config, store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Polls the organization change counter and publishes a fresh snapshot when it
-/// moves. One indexed single-row read per tick; the reload happens only on change.
-async fn watch_directory(
-    store: Store,
-    tx: watch::Sender<Arc<Directory>>,
+/// The snapshots running tasks read; replaced whole, never edited in place.
+struct Snapshots {
+    directory: watch::Sender<Arc<Directory>>,
     connectors: watch::Sender<Arc<Vec<ReceiveConnector>>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    settings: watch::Sender<Arc<ServerSettings>>,
+}
+
+/// Polls the organization change counter and publishes fresh snapshots when it
+/// moves. One indexed single-row read per tick; the reload happens only on change.
+async fn watch_snapshots(store: Store, snapshots: Snapshots, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(DIRECTORY_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -177,34 +243,41 @@ async fn watch_directory(
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let current = tx.borrow().version();
+        let current = snapshots.directory.borrow().version();
         match store.org_version().await {
-            Ok(v) if v != current => match Directory::load(&store).await {
-                Ok(dir) => {
-                    tracing::info!(version = dir.version(), "organization changed; reloaded");
-                    tx.send_replace(Arc::new(dir));
-                    match connector::list(&store).await {
-                        // Only wake the listeners when the connectors really changed.
-                        Ok(list) => {
-                            connectors.send_if_modified(|current| {
-                                let changed = **current != list;
-                                if changed {
-                                    *current = Arc::new(list);
-                                }
-                                changed
-                            });
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot reload the receive connectors")
-                        }
-                    }
+            Ok(v) if v != current => {
+                if let Err(e) = reload(&store, &snapshots).await {
+                    tracing::error!(error = %e, "cannot reload the configuration");
                 }
-                Err(e) => tracing::error!(error = %e, "cannot reload the organization"),
-            },
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot read the organization version"),
         }
     }
+}
+
+async fn reload(store: &Store, snapshots: &Snapshots) -> Result<()> {
+    let dir = Directory::load(store).await?;
+    let connectors = connector::list(store).await?;
+    let settings = settings::load(store).await?;
+    tracing::info!(version = dir.version(), "configuration changed; reloaded");
+    // Only wake the listeners when the connectors really changed.
+    snapshots.connectors.send_if_modified(|current| {
+        let changed = **current != connectors;
+        if changed {
+            *current = Arc::new(connectors);
+        }
+        changed
+    });
+    snapshots.settings.send_if_modified(|current| {
+        let changed = **current != settings;
+        if changed {
+            *current = Arc::new(settings);
+        }
+        changed
+    });
+    snapshots.directory.send_replace(Arc::new(dir));
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@
 mod connectors;
 mod objects;
 pub mod output;
+mod queue;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -59,6 +60,17 @@ enum Command {
     /// Receive connectors: SMTP listeners and who may use them.
     #[command(subcommand)]
     ReceiveConnector(connectors::ReceiveConnectorCmd),
+    /// Queues (Queue Viewer): list, retry, suspend, resume.
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
+    /// Queued messages: show, suspend, resume, remove, export.
+    #[command(subcommand)]
+    Message(queue::MessageCmd),
+    /// Message tracking: search events by sender, recipient, Message-ID, time.
+    Track(queue::TrackArgs),
+    /// Server properties: retry policy, NDR copy address, tracking retention.
+    #[command(subcommand)]
+    Server(queue::ServerCmd),
 }
 
 /// Parses the arguments, runs the command, and maps the outcome to an exit code.
@@ -97,7 +109,13 @@ fn run(cli: Cli) -> Result<()> {
             return crate::app::serve(config).await;
         }
         let store = crate::app::open_store(&config).await?;
-        let out = objects::run(&store, cli.command, cli.json).await;
+        let out = match cli.command {
+            Command::Queue(c) => queue::queue(&store, c, cli.json).await,
+            Command::Message(c) => queue::message(&store, &config, c, cli.json).await,
+            Command::Track(a) => queue::track(&store, a, cli.json).await,
+            Command::Server(c) => queue::server(&store, c, cli.json).await,
+            other => objects::run(&store, other, cli.json).await,
+        };
         store.close().await;
         print!("{}", out?);
         Ok(())

@@ -17,7 +17,7 @@ use crate::store::Store;
 
 pub async fn run(store: &Store, command: Command, as_json: bool) -> Result<String> {
     match command {
-        Command::Serve => unreachable_serve(),
+        Command::Serve => anyhow::bail!("`serve` is not an object command"),
         Command::AcceptedDomain(c) => accepted_domain(store, c, as_json).await,
         Command::Mailbox(c) => mailbox(store, c, as_json).await,
         Command::Group(c) => group(store, c, as_json).await,
@@ -25,11 +25,10 @@ pub async fn run(store: &Store, command: Command, as_json: bool) -> Result<Strin
         Command::AddressPolicy(c) => policy(store, c, as_json).await,
         Command::RemoteDomain(c) => remote_domain(store, c, as_json).await,
         Command::ReceiveConnector(c) => super::connectors::receive(store, c, as_json).await,
+        Command::Queue(_) | Command::Message(_) | Command::Track(_) | Command::Server(_) => {
+            anyhow::bail!("not an organization command")
+        }
     }
-}
-
-fn unreachable_serve() -> Result<String> {
-    anyhow::bail!("`serve` is not an object command")
 }
 
 /// `true`/`false` (also yes/no, on/off) for options that set a flag either way.

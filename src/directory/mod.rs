@@ -305,6 +305,7 @@ pub(crate) mod tests {
             password_hash: None,
             quota_mb: None,
             enabled: true,
+            folder: a.to_lowercase(),
         };
         let domain = |id, name: &str, t| AcceptedDomain {
             id,

@@ -366,6 +366,7 @@ mod tests {
             password_hash: None,
             quota_mb: None,
             enabled: true,
+            folder: alias.into(),
         }
     }
 

@@ -129,14 +129,32 @@ pub async fn create_mailbox(store: &Store, new: NewMailbox) -> Result<Mailbox> {
         password_hash: hash,
         quota_mb,
         enabled: !new.disabled,
+        folder: String::new(),
     };
+    // The Maildir folder is named after the address at creation and never moves.
+    let base = crate::delivery::local::folder_name(&mailbox.primary_address.key());
+    mailbox.folder = (1..)
+        .map(|n| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|f| !dir.mailboxes().iter().any(|m| &m.folder == f))
+        .unwrap_or(base);
     // The e-mail address policy that applies stamps its addresses at creation.
     if let Some(policy) = policies::applicable(&dir, &mailbox) {
         mailbox.proxy_addresses = policies::generate(&dir, &mailbox, policy);
     }
     let mut tx = store.pool().begin().await?;
-    let id =
-        rows::insert_mailbox(&mut tx, &fields(&mailbox), mailbox.password_hash.as_deref()).await?;
+    let id = rows::insert_mailbox(
+        &mut tx,
+        &fields(&mailbox),
+        mailbox.password_hash.as_deref(),
+        &mailbox.folder,
+    )
+    .await?;
     mailbox.id = id;
     insert_addresses(
         &mut tx,

@@ -2,6 +2,11 @@
 //! receive side calls before it answers 250. The queue manager (categorizer,
 //! per-next-hop queues, retries) builds on these tables.
 
+pub mod actions;
+pub mod categorizer;
+pub mod manager;
+pub mod pickup;
+pub mod pickup_dir;
 pub mod spool;
 pub mod submit;
 

@@ -49,6 +49,69 @@ impl Spool {
         })
     }
 
+    /// Writes a whole new spool file synchronously (for messages we generate, such
+    /// as DSNs; call from the blocking pool): tmp file, fsync, rename into `msg/`.
+    /// Returns what `write` returned and the file size.
+    pub fn write_blocking<R>(
+        &self,
+        id: &QueueId,
+        write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<R>,
+    ) -> std::io::Result<(R, u64)> {
+        use std::io::Write;
+        let tmp = self.root.join("tmp").join(id.as_str());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let result = (|| {
+            let mut w = std::io::BufWriter::new(&file);
+            let r = write(&mut w)?;
+            w.flush()?;
+            drop(w);
+            file.sync_all()?;
+            let size = file.metadata()?.len();
+            std::fs::rename(&tmp, self.message_path(id))?;
+            Ok((r, size))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Removes a message's spool file (after the queue forgot it).
+    pub fn remove(&self, id: &str) -> std::io::Result<()> {
+        match QueueId::parse(id) {
+            Some(id) => match std::fs::remove_file(self.message_path(&id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// The header block of a stored message (up to the first empty line, at most
+    /// `limit` bytes).
+    pub async fn read_headers(&self, id: &QueueId, limit: usize) -> std::io::Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut file = tokio::fs::File::open(self.message_path(id)).await?;
+        let mut buf = vec![0u8; limit];
+        let mut filled = 0;
+        while filled < limit {
+            let n = file.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            if let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.truncate(end + 2);
+                return Ok(buf);
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
     /// Removes leftovers of transfers that never finished (after a crash).
     pub fn clean_tmp(&self) -> std::io::Result<usize> {
         let mut n = 0;

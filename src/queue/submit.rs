@@ -68,9 +68,13 @@ pub struct Submitter {
 impl Submitter {
     /// Starts the committer task. `msg_dir` is fsync'd once per batch so the
     /// renames of the batch's spool files are durable before the rows commit.
-    pub fn start(store: Store, msg_dir: PathBuf) -> Submitter {
+    pub fn start(
+        store: Store,
+        msg_dir: PathBuf,
+        committed: Option<mpsc::UnboundedSender<QueueId>>,
+    ) -> Submitter {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(committer(store, msg_dir, rx));
+        tokio::spawn(committer(store, msg_dir, rx, committed));
         Submitter { tx }
     }
 
@@ -85,7 +89,13 @@ impl Submitter {
     }
 }
 
-async fn committer(store: Store, msg_dir: PathBuf, mut rx: mpsc::Receiver<Request>) {
+/// Commits batches; announces each committed id on `committed` (the scheduler).
+async fn committer(
+    store: Store,
+    msg_dir: PathBuf,
+    mut rx: mpsc::Receiver<Request>,
+    committed: Option<mpsc::UnboundedSender<QueueId>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let result = commit_batch(&store, &msg_dir, &batch).await;
@@ -94,7 +104,12 @@ async fn committer(store: Store, msg_dir: PathBuf, mut rx: mpsc::Receiver<Reques
         }
         for req in batch.drain(..) {
             let r = match &result {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    if let Some(tx) = &committed {
+                        let _ = tx.send(req.envelope.id.clone());
+                    }
+                    Ok(())
+                }
                 Err(e) => {
                     // The message was not accepted: its spool file must not linger.
                     let _ = std::fs::remove_file(msg_dir.join(req.envelope.id.as_str()));
@@ -161,7 +176,13 @@ async fn insert_envelope(
             .execute(&mut *conn)
             .await?;
     }
-    let mut event = Event::new(EventKind::Receive);
+    // SMTP arrivals are RECEIVE; the pickup directory's are SUBMIT; our own DSNs, DSN.
+    let kind = match e.source.as_str() {
+        "pickup" => EventKind::Submit,
+        "dsn" => EventKind::Dsn,
+        _ => EventKind::Receive,
+    };
+    let mut event = Event::new(kind);
     event.time = e.received_at.clone();
     event.queue_id = Some(e.id.to_string());
     event.message_id = e.message_id.clone();

@@ -8,6 +8,7 @@
 pub mod connectors;
 pub mod console_users;
 pub mod organization;
+pub mod queue;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -62,6 +62,8 @@ pub struct Mailbox {
     pub password_hash: Option<String>,
     pub quota_mb: Option<i64>,
     pub enabled: bool,
+    /// The Maildir folder under `data/mailboxes/`, fixed at creation.
+    pub folder: String,
 }
 
 impl Mailbox {
@@ -217,7 +219,7 @@ pub async fn load(pool: &SqlitePool) -> Result<OrgRows, StoreError> {
 
     let mut mailboxes = Vec::new();
     for r in sqlx::query(
-        "SELECT id, display_name, given_name, surname, initials, alias, password_hash, quota_mb, enabled \
+        "SELECT id, display_name, given_name, surname, initials, alias, password_hash, quota_mb, enabled, folder \
          FROM mailboxes ORDER BY id",
     )
     .fetch_all(&mut *tx)
@@ -237,6 +239,7 @@ pub async fn load(pool: &SqlitePool) -> Result<OrgRows, StoreError> {
             password_hash: r.get("password_hash"),
             quota_mb: r.get("quota_mb"),
             enabled: r.get("enabled"),
+            folder: r.get("folder"),
         });
     }
 
@@ -481,10 +484,11 @@ pub async fn insert_mailbox(
     tx: &mut Tx<'_>,
     f: &MailboxFields<'_>,
     password_hash: Option<&str>,
+    folder: &str,
 ) -> Result<i64, StoreError> {
     Ok(sqlx::query(
-        "INSERT INTO mailboxes (display_name, given_name, surname, initials, alias, password_hash, quota_mb, enabled) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO mailboxes (display_name, given_name, surname, initials, alias, password_hash, quota_mb, \
+         enabled, folder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(f.display_name)
     .bind(f.given_name)
@@ -494,6 +498,7 @@ pub async fn insert_mailbox(
     .bind(password_hash)
     .bind(f.quota_mb)
     .bind(f.enabled)
+    .bind(folder)
     .execute(&mut **tx)
     .await?
     .last_insert_rowid())

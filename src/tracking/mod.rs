@@ -100,3 +100,94 @@ pub async fn insert(conn: &mut sqlx::SqliteConnection, e: &Event) -> Result<(), 
     .await?;
     Ok(())
 }
+
+/// A message-tracking search (console, CLI `track`, API).
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub message_id: Option<String>,
+    pub queue_id: Option<String>,
+    /// RFC 3339; only events at or after it.
+    pub since: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventRow {
+    pub time: String,
+    pub event: String,
+    pub queue_id: Option<String>,
+    pub message_id: Option<String>,
+    pub sender: Option<String>,
+    pub recipients: Option<String>,
+    pub source: Option<String>,
+    pub client_ip: Option<String>,
+    pub next_hop: Option<String>,
+    pub remote: Option<String>,
+    pub status: Option<String>,
+    pub size: Option<i64>,
+}
+
+/// Events matching every given filter, oldest first. Addresses match
+/// case-insensitively; a recipient matches anywhere in the recipient list.
+pub async fn search(pool: &sqlx::SqlitePool, q: &Query) -> Result<Vec<EventRow>, sqlx::Error> {
+    let mut sql = String::from(
+        "SELECT time, event, queue_id, message_id, sender, recipients, source, client_ip, next_hop, remote, status, size \
+         FROM tracking_events WHERE 1 = 1",
+    );
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(s) = &q.sender {
+        sql += " AND sender = ? COLLATE NOCASE";
+        binds.push(s.trim().to_string());
+    }
+    if let Some(r) = &q.recipient {
+        sql += " AND (',' || lower(recipients) || ',') LIKE ? ESCAPE '\\'";
+        let esc = r
+            .trim()
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        binds.push(format!("%,{esc},%"));
+    }
+    if let Some(m) = &q.message_id {
+        // Message-IDs are compared with or without their angle brackets.
+        sql += " AND (message_id = ? OR message_id = ?)";
+        let bare = m
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string();
+        binds.push(format!("<{bare}>"));
+        binds.push(bare);
+    }
+    if let Some(id) = &q.queue_id {
+        sql += " AND queue_id = ? COLLATE NOCASE";
+        binds.push(id.trim().to_string());
+    }
+    if let Some(t) = &q.since {
+        sql += " AND time >= ?";
+        binds.push(t.clone());
+    }
+    sql += &format!(
+        " ORDER BY time, id LIMIT {}",
+        q.limit.unwrap_or(1000).min(10_000)
+    );
+    let mut query = sqlx::query_as::<_, EventRow>(&sql);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    query.fetch_all(pool).await
+}
+
+/// Deletes events older than `days` (PRODUCT §8: kept 30 days by default).
+pub async fn prune(pool: &sqlx::SqlitePool, days: u32) -> Result<u64, sqlx::Error> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Ok(sqlx::query("DELETE FROM tracking_events WHERE time < ?")
+        .bind(cutoff)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}

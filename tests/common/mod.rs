@@ -356,3 +356,67 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A message the load generator saw a 250 for.
+pub struct Acked {
+    pub subject: String,
+    /// The queue id from "250 2.6.0 <ID@host> ...".
+    pub id: Option<String>,
+}
+
+/// `threads` clients each send up to `per_thread` one-recipient messages, one
+/// session per message, until the server stops answering (it is about to be
+/// killed). Returns the join handles; each yields what that client saw accepted.
+pub fn load(
+    port: u16,
+    threads: usize,
+    per_thread: usize,
+    rcpt: &'static str,
+) -> Vec<std::thread::JoinHandle<Vec<Acked>>> {
+    (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..per_thread {
+                    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+                        break;
+                    };
+                    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                    let mut c = RawSmtp {
+                        stream,
+                        buf: Vec::new(),
+                    };
+                    if c.reply().0 != 220 {
+                        break;
+                    }
+                    let rcpt_cmd = format!("RCPT TO:<{rcpt}>");
+                    let steps = [
+                        "EHLO load.test",
+                        "MAIL FROM:<load@elsewhere.test>",
+                        rcpt_cmd.as_str(),
+                        "DATA",
+                    ];
+                    if steps
+                        .iter()
+                        .any(|s| c.try_cmd(s).is_none_or(|(code, _)| code >= 400))
+                    {
+                        break;
+                    }
+                    let subject = format!("load-{t}-{i}");
+                    match c.try_cmd(&format!("Subject: {subject}\r\n\r\nbody {i}\r\n.")) {
+                        Some((250, text)) => {
+                            let id = text
+                                .split('<')
+                                .nth(1)
+                                .and_then(|r| r.split('@').next())
+                                .map(String::from);
+                            acked.push(Acked { subject, id });
+                        }
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}

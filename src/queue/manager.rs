@@ -1,0 +1,717 @@
+//! The queue manager (Postfix's qmgr; PRODUCT §5): owns scheduling. Due times
+//! live in memory in a binary heap, the truth in SQLite; start-up (and any queue
+//! action from another process) rebuilds the heap from SQLite, and no tick scans
+//! the queue. Each due message is processed by one worker at a time:
+//! categorize → deliver what is due → send DSNs → forget the message when every
+//! recipient is final.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+
+use super::QueueId;
+use super::categorizer::{self, MAILBOX_HOP, UNREACHABLE_HOP};
+use super::spool::Spool;
+use super::submit::{Envelope, EnvelopeRecipient, Submitter};
+use crate::delivery::local::{DeliveryOutcome, DeliveryRequest, LocalDelivery};
+use crate::directory::Directory;
+use crate::dsn;
+use crate::settings::ServerSettings;
+use crate::smtp::address::EmailAddress;
+use crate::store::Store;
+use crate::store::queue::{self as rows, MessageRow, RecipientRow};
+use crate::tracking::{self, Event, EventKind};
+
+/// Messages processed at the same time.
+const WORKERS: usize = 16;
+/// How often the manager looks for queue actions made by another process.
+const QUEUE_POLL: Duration = Duration::from_millis(500);
+/// Header bytes read for the hop count and DSN decisions.
+const HEADER_LIMIT: usize = 64 * 1024;
+
+/// Everything the queue manager works with.
+pub struct QueueContext {
+    pub store: Store,
+    pub spool: Spool,
+    pub submitter: Submitter,
+    pub local: LocalDelivery,
+    pub directory: watch::Receiver<Arc<Directory>>,
+    pub settings: watch::Receiver<Arc<ServerSettings>>,
+    pub hostname: String,
+}
+
+#[derive(Default)]
+struct Schedule {
+    heap: Mutex<BinaryHeap<Reverse<(i64, String)>>>,
+    in_flight: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl Schedule {
+    fn push(&self, due: DateTime<Utc>, id: String) {
+        if let Ok(mut h) = self.heap.lock() {
+            h.push(Reverse((due.timestamp_millis(), id)));
+        }
+        self.wake.notify_one();
+    }
+
+    fn replace_all(&self, entries: Vec<(String, Option<String>)>) {
+        if let Ok(mut h) = self.heap.lock() {
+            h.clear();
+            let now = Utc::now();
+            for (id, due) in entries {
+                let due = due.as_deref().and_then(parse_time).unwrap_or(now);
+                h.push(Reverse((due.timestamp_millis(), id)));
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Due ids, and how long until the next one.
+    fn take_due(&self, now: DateTime<Utc>) -> (Vec<String>, Option<Duration>) {
+        let mut due = Vec::new();
+        let Ok(mut h) = self.heap.lock() else {
+            return (due, None);
+        };
+        let now_ms = now.timestamp_millis();
+        while let Some(Reverse((t, _))) = h.peek() {
+            if *t > now_ms {
+                let wait = Duration::from_millis((*t - now_ms) as u64);
+                return (due, Some(wait));
+            }
+            if let Some(Reverse((_, id))) = h.pop() {
+                due.push(id);
+            }
+        }
+        (due, None)
+    }
+}
+
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs the queue manager until shutdown. `committed` announces new messages.
+pub async fn run(
+    ctx: Arc<QueueContext>,
+    mut committed: mpsc::UnboundedReceiver<QueueId>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let schedule = Arc::new(Schedule::default());
+    match rows::schedule(ctx.store.pool()).await {
+        Ok(entries) => {
+            tracing::info!(messages = entries.len(), "queue loaded");
+            schedule.replace_all(entries);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot load the queue"),
+    }
+    // New messages from the submit path.
+    let s = schedule.clone();
+    tokio::spawn(async move {
+        while let Some(id) = committed.recv().await {
+            s.push(Utc::now(), id.to_string());
+        }
+    });
+    // Queue actions from other processes (the CLI) bump queue_version.
+    let (s, c, mut stop) = (schedule.clone(), ctx.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut seen = rows::queue_version(c.store.pool()).await.unwrap_or(0);
+        let mut tick = tokio::time::interval(QUEUE_POLL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match rows::queue_version(c.store.pool()).await {
+                Ok(v) if v != seen => {
+                    seen = v;
+                    if let Ok(entries) = rows::schedule(c.store.pool()).await {
+                        tracing::info!("queue changed by an admin action; schedule rebuilt");
+                        s.replace_all(entries);
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+
+    let workers = Arc::new(Semaphore::new(WORKERS));
+    loop {
+        let (due, wait) = schedule.take_due(Utc::now());
+        for id in due {
+            let fresh = schedule
+                .in_flight
+                .lock()
+                .map(|mut f| f.insert(id.clone()))
+                .unwrap_or(false);
+            if !fresh {
+                continue; // being processed; it reschedules itself when done
+            }
+            let Ok(permit) = workers.clone().acquire_owned().await else {
+                return;
+            };
+            let (ctx, schedule) = (ctx.clone(), schedule.clone());
+            tokio::spawn(async move {
+                let next = process(&ctx, &id).await;
+                if let Ok(mut f) = schedule.in_flight.lock() {
+                    f.remove(&id);
+                }
+                if let Some(next) = next {
+                    schedule.push(next, id);
+                }
+                drop(permit);
+            });
+        }
+        let sleep = wait.unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = schedule.wake.notified() => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    // Let running deliveries finish (they are short), then stop.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        workers.acquire_many(WORKERS as u32),
+    )
+    .await;
+}
+
+/// Processes one message; returns when it is due again (`None`: not scheduled,
+/// because it is gone, suspended or poisoned).
+async fn process(ctx: &QueueContext, id: &str) -> Option<DateTime<Utc>> {
+    let span = tracing::info_span!("queue", queue_id = %id);
+    let _enter = span.enter();
+    let loaded = rows::load_message(ctx.store.pool(), id).await;
+    let (msg, rcpts) = match loaded {
+        Ok(Some(x)) => x,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load a queued message");
+            return Some(Utc::now() + chrono::Duration::seconds(30));
+        }
+    };
+    if msg.suspended || msg.poisoned {
+        return None;
+    }
+    let prior = match rows::begin_processing(ctx.store.pool(), id).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record processing");
+            return Some(Utc::now() + chrono::Duration::seconds(30));
+        }
+    };
+    if prior >= 2 {
+        poison(ctx, &msg).await;
+        return None;
+    }
+    let result = run_stages(ctx, &msg, rcpts).await;
+    let settings = ctx.settings.borrow().clone();
+    let (error, next) = match result {
+        Ok(next) => (None, next),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "processing failed; will retry");
+            let next = Utc::now()
+                + chrono::Duration::from_std(settings.retry.first_interval).unwrap_or_default();
+            (Some(format!("{e:#}")), Some(next))
+        }
+    };
+    let Ok(mut conn) = ctx.store.pool().acquire().await else {
+        return next;
+    };
+    if let Err(e) = rows::end_processing(
+        &mut conn,
+        id,
+        error.as_deref(),
+        next.map(format_time).as_deref(),
+    )
+    .await
+    {
+        tracing::error!(error = %e, "cannot record the end of processing");
+    }
+    next
+}
+
+/// A message that failed processing twice: parked in the Poison queue, never
+/// retried automatically (an admin resumes or removes it).
+async fn poison(ctx: &QueueContext, msg: &MessageRow) {
+    tracing::error!(queue_id = %msg.id, "message failed processing twice; moved to the Poison queue");
+    let Ok(mut tx) = ctx.store.pool().begin().await else {
+        return;
+    };
+    let mut e = Event::new(EventKind::Poison);
+    e.queue_id = Some(msg.id.clone());
+    e.message_id = msg.message_id.clone();
+    e.sender = Some(msg.sender.clone());
+    e.status = msg.last_error.clone();
+    let ok = rows::set_poisoned(&mut tx, &msg.id, true, Some("processing failed twice"))
+        .await
+        .is_ok()
+        && tracking::insert(&mut tx, &e).await.is_ok();
+    if ok {
+        let _ = tx.commit().await;
+    }
+}
+
+async fn run_stages(
+    ctx: &QueueContext,
+    msg: &MessageRow,
+    mut rcpts: Vec<RecipientRow>,
+) -> Result<Option<DateTime<Utc>>> {
+    let settings = ctx.settings.borrow().clone();
+    let dir = ctx.directory.borrow().clone();
+    let now = Utc::now();
+    let received_at = parse_time(&msg.received_at).unwrap_or(now);
+    let age = (now - received_at).to_std().unwrap_or_default();
+    let suspended: HashSet<String> = rows::queue_states(ctx.store.pool())
+        .await?
+        .into_iter()
+        .filter(|q| q.suspended)
+        .map(|q| q.name)
+        .collect();
+    let qid = QueueId::parse(&msg.id).context("malformed queue id")?;
+    // The categorizer needs the headers (hop count); later stages can do without
+    // them, so a message whose spool file went missing can still be removed.
+    let headers = match ctx.spool.read_headers(&qid, HEADER_LIMIT).await {
+        Ok(h) => h,
+        Err(e) if msg.stage == "submission" || rcpts.iter().any(|r| r.status == "queued") => {
+            return Err(e).with_context(|| format!("cannot read the spool file of {}", msg.id));
+        }
+        Err(_) => Vec::new(),
+    };
+
+    // 1. The categorizer.
+    if msg.stage == "submission" {
+        if suspended.contains("submission") {
+            return Ok(None);
+        }
+        let received = count_received(&headers);
+        let route = |_: &EmailAddress| UNREACHABLE_HOP.to_string();
+        let plan = categorizer::categorize(&dir, msg, &rcpts, received, &route);
+        let mut tx = ctx.store.pool().begin().await?;
+        for r in &plan.rows {
+            rows::upsert_recipient(&mut tx, r).await?;
+        }
+        for e in &plan.events {
+            tracking::insert(&mut tx, e).await?;
+        }
+        rows::set_stage(&mut tx, &msg.id, "categorized").await?;
+        tx.commit().await?;
+        let mut conn = ctx.store.pool().acquire().await?;
+        rcpts = rows::recipients(&mut conn, &msg.id).await?;
+    }
+
+    // 2. Expiry and delivery of what is due.
+    let mut changed: Vec<RecipientRow> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
+    let expired = age >= settings.retry.expiration;
+    let retry_at =
+        now + chrono::Duration::from_std(settings.retry.interval_at(age)).unwrap_or_default();
+    let spool_path = ctx.spool.message_path(&qid);
+    for r in rcpts.iter().filter(|r| r.status == "queued") {
+        let hop = r.next_hop.clone().unwrap_or_else(|| UNREACHABLE_HOP.into());
+        let mut row = r.clone();
+        if expired {
+            let (code, text) = if hop == UNREACHABLE_HOP {
+                (
+                    "5.4.4",
+                    "Unable to route: no send connector covers this domain, and the message expired",
+                )
+            } else {
+                (
+                    "5.4.7",
+                    "Delivery time expired: the message could not be delivered in time",
+                )
+            };
+            row.status = "failed".into();
+            row.status_code = Some(code.into());
+            let last = r
+                .diagnostic
+                .clone()
+                .map(|d| format!(" (last error: {d})"))
+                .unwrap_or_default();
+            row.diagnostic = Some(format!("550 {code} {text}{last}"));
+            events.push(event(msg, EventKind::Fail, &row, &hop));
+            changed.push(row);
+            continue;
+        }
+        if suspended.contains(&hop) {
+            continue;
+        }
+        let is_due = r
+            .next_attempt_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_none_or(|t| t <= now);
+        if !is_due {
+            continue;
+        }
+        match hop.as_str() {
+            MAILBOX_HOP => {
+                deliver_local(ctx, &dir, msg, &mut row, &spool_path, retry_at).await;
+                let kind = match row.status.as_str() {
+                    "delivered" => EventKind::Deliver,
+                    "failed" => EventKind::Fail,
+                    _ => EventKind::Defer,
+                };
+                events.push(event(msg, kind, &row, &hop));
+            }
+            _ => {
+                // No route yet: look again at the next retry (a send connector may
+                // have been added); the recipient expires with 5.4.4.
+                row.attempts += 1;
+                row.next_attempt_at = Some(format_time(retry_at));
+            }
+        }
+        changed.push(row);
+    }
+    if !changed.is_empty() {
+        let mut tx = ctx.store.pool().begin().await?;
+        for r in &changed {
+            rows::upsert_recipient(&mut tx, r).await?;
+        }
+        for e in &events {
+            tracking::insert(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        for r in changed {
+            if let Some(slot) = rcpts.iter_mut().find(|x| x.seq == r.seq) {
+                *slot = r;
+            }
+        }
+    }
+
+    // 3. Delivery status notifications.
+    send_notifications(ctx, &settings, msg, &headers, &mut rcpts, age, now).await?;
+
+    // 4. Done, or when next?
+    if !rcpts.iter().any(RecipientRow::is_active) {
+        let mut tx = ctx.store.pool().begin().await?;
+        rows::delete_message(&mut tx, &msg.id).await?;
+        tx.commit().await?;
+        ctx.spool.remove(&msg.id)?;
+        tracing::info!("message complete; removed from the queue");
+        return Ok(None);
+    }
+    let mut next: Option<DateTime<Utc>> = None;
+    let consider = |next: &mut Option<DateTime<Utc>>, t: DateTime<Utc>| {
+        *next = Some(next.map_or(t, |n| n.min(t)));
+    };
+    for r in rcpts.iter().filter(|r| r.status == "queued") {
+        let hop = r.next_hop.as_deref().unwrap_or(UNREACHABLE_HOP);
+        if !suspended.contains(hop) {
+            consider(
+                &mut next,
+                r.next_attempt_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .unwrap_or(now),
+            );
+        }
+    }
+    if next.is_some() {
+        let expiry =
+            received_at + chrono::Duration::from_std(settings.retry.expiration).unwrap_or_default();
+        consider(&mut next, expiry);
+        if rcpts
+            .iter()
+            .any(|r| r.status == "queued" && !r.delay_notified)
+        {
+            consider(
+                &mut next,
+                received_at
+                    + chrono::Duration::from_std(settings.retry.delay_notice_after)
+                        .unwrap_or_default(),
+            );
+        }
+    }
+    Ok(next.map(|t| t.max(now)))
+}
+
+fn count_received(headers: &[u8]) -> usize {
+    headers
+        .split(|&b| b == b'\n')
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+fn event(msg: &MessageRow, kind: EventKind, row: &RecipientRow, hop: &str) -> Event {
+    let mut e = Event::new(kind);
+    e.queue_id = Some(msg.id.clone());
+    e.message_id = msg.message_id.clone();
+    e.sender = Some(msg.sender.clone());
+    e.recipients = vec![row.address.clone()];
+    e.next_hop = Some(hop.to_string());
+    e.remote = row.remote_mta.clone();
+    e.status = row.diagnostic.clone().or_else(|| row.status_code.clone());
+    e.size = Some(msg.size as u64);
+    e
+}
+
+async fn deliver_local(
+    ctx: &QueueContext,
+    dir: &Directory,
+    msg: &MessageRow,
+    row: &mut RecipientRow,
+    spool_path: &std::path::Path,
+    retry_at: DateTime<Utc>,
+) {
+    let Some(mailbox) = row.mailbox_id.and_then(|id| dir.mailbox(id)) else {
+        row.status = "failed".into();
+        row.status_code = Some("5.1.1".into());
+        row.diagnostic = Some("550 5.1.1 The mailbox no longer exists".into());
+        return;
+    };
+    let key = format!("{}.{}", msg.id, row.seq);
+    let sender = (!msg.sender.is_empty()).then_some(msg.sender.as_str());
+    let req = DeliveryRequest {
+        folder: &mailbox.folder,
+        quota_bytes: mailbox.quota_mb.map(|q| q as u64 * 1024 * 1024),
+        spool_path,
+        return_path: sender,
+        delivered_to: &row.address,
+        unique_key: &key,
+    };
+    row.attempts += 1;
+    match ctx.local.deliver(&req).await {
+        DeliveryOutcome::Delivered { .. } | DeliveryOutcome::AlreadyDelivered { .. } => {
+            row.status = "delivered".into();
+            row.status_code = Some("2.0.0".into());
+            row.diagnostic = Some(format!(
+                "250 2.0.0 Delivered to mailbox {}",
+                mailbox.primary_address
+            ));
+        }
+        DeliveryOutcome::OverQuota { usage, quota } => {
+            row.status = "failed".into();
+            row.status_code = Some("5.2.2".into());
+            row.diagnostic = Some(format!(
+                "552 5.2.2 Mailbox full: {} uses {usage} of {quota} bytes",
+                mailbox.primary_address
+            ));
+        }
+        DeliveryOutcome::Transient(why) => {
+            row.status_code = Some("4.3.0".into());
+            row.diagnostic = Some(format!("451 4.3.0 Local delivery failed: {why}"));
+            row.next_attempt_at = Some(format_time(retry_at));
+        }
+    }
+}
+
+fn wants(notify: &Option<String>, what: &str, default: bool) -> bool {
+    match notify {
+        None => default,
+        Some(n) => n.split(',').any(|x| x.trim().eq_ignore_ascii_case(what)),
+    }
+}
+
+/// Sends the NDR, delay and success notices that are due, then records them.
+async fn send_notifications(
+    ctx: &QueueContext,
+    settings: &ServerSettings,
+    msg: &MessageRow,
+    headers: &[u8],
+    rcpts: &mut [RecipientRow],
+    age: Duration,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    // Never a DSN to the null sender, nor about a report (RFC 3464 §2).
+    let silent = msg.sender.is_empty() || dsn::is_report(headers);
+    let mut failed = Vec::new();
+    let mut delayed = Vec::new();
+    let mut delivered = Vec::new();
+    for (i, r) in rcpts.iter().enumerate() {
+        match r.status.as_str() {
+            "failed" if !r.reported => failed.push(i),
+            "delivered" if !r.reported => delivered.push(i),
+            "queued" if !r.delay_notified && age >= settings.retry.delay_notice_after => {
+                delayed.push(i)
+            }
+            _ => {}
+        }
+    }
+    if failed.is_empty() && delayed.is_empty() && delivered.is_empty() {
+        return Ok(());
+    }
+    let pick = |list: &[usize], what: &str, default: bool| -> Vec<RecipientRow> {
+        list.iter()
+            .map(|&i| rcpts[i].clone())
+            .filter(|r| !silent && wants(&r.notify, what, default))
+            .collect()
+    };
+    let ndr = pick(&failed, "FAILURE", true);
+    let delay = pick(&delayed, "DELAY", true);
+    let success = pick(&delivered, "SUCCESS", false);
+    let until = parse_time(&msg.received_at).unwrap_or(now)
+        + chrono::Duration::from_std(settings.retry.expiration).unwrap_or_default();
+    if !ndr.is_empty() {
+        send_dsn(ctx, settings, msg, &ndr, dsn::Action::Failed, None, now).await?;
+    }
+    if !delay.is_empty() {
+        send_dsn(
+            ctx,
+            settings,
+            msg,
+            &delay,
+            dsn::Action::Delayed,
+            Some(until),
+            now,
+        )
+        .await?;
+    }
+    if !success.is_empty() {
+        send_dsn(
+            ctx,
+            settings,
+            msg,
+            &success,
+            dsn::Action::Delivered,
+            None,
+            now,
+        )
+        .await?;
+    }
+    // Record that these are reported (also those NOTIFY=NEVER or the null sender
+    // asked us not to report), so they are never reported twice.
+    let mut tx = ctx.store.pool().begin().await?;
+    for &i in failed.iter().chain(&delivered) {
+        rcpts[i].reported = true;
+        rows::upsert_recipient(&mut tx, &rcpts[i]).await?;
+    }
+    for &i in &delayed {
+        rcpts[i].delay_notified = true;
+        rows::upsert_recipient(&mut tx, &rcpts[i]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn send_dsn(
+    ctx: &QueueContext,
+    settings: &ServerSettings,
+    msg: &MessageRow,
+    rcpts: &[RecipientRow],
+    action: dsn::Action,
+    retry_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let to =
+        EmailAddress::parse(&msg.sender).context("the original sender is not a valid address")?;
+    let reports: Vec<dsn::RecipientReport> = rcpts
+        .iter()
+        .map(|r| dsn::RecipientReport {
+            final_recipient: r.address.clone(),
+            original_recipient: r.orcpt.clone(),
+            action,
+            status: r.status_code.clone().unwrap_or_else(|| match action {
+                dsn::Action::Failed => "5.0.0".into(),
+                dsn::Action::Delayed => "4.0.0".into(),
+                _ => "2.0.0".into(),
+            }),
+            diagnostic: r.diagnostic.clone(),
+            remote_mta: r.remote_mta.clone(),
+            last_attempt: Some(now),
+            will_retry_until: retry_until,
+        })
+        .collect();
+    let qid = QueueId::parse(&msg.id).context("malformed queue id")?;
+    let id = QueueId::generate();
+    let spool = ctx.spool.clone();
+    let original_path = spool.message_path(&qid);
+    let hostname = ctx.hostname.clone();
+    let (sender_text, envid) = (msg.sender.clone(), msg.envid.clone());
+    let arrival = parse_time(&msg.received_at).unwrap_or(now);
+    let ret = if msg.ret.as_deref() == Some("FULL") {
+        dsn::ReturnContent::Full
+    } else {
+        dsn::ReturnContent::Headers
+    };
+    let (original_size, new_id) = (msg.size as u64, id.clone());
+    let (message_id, size) = tokio::task::spawn_blocking(move || {
+        // Without the original (removed from disk), the report still goes out.
+        let original: Box<dyn std::io::BufRead> = match std::fs::File::open(&original_path) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(_) => Box::new(std::io::empty()),
+        };
+        spool.write_blocking(&new_id, |out| {
+            let input = dsn::ReportInput {
+                reporting_mta: &hostname,
+                to: &sender_text,
+                envid: envid.as_deref(),
+                arrival_date: arrival,
+                queue_id: qid.as_str(),
+                recipients: &reports,
+                return_content: ret,
+                original_size,
+            };
+            dsn::write_report(&input, original, out)
+        })
+    })
+    .await??;
+    let mut recipients = vec![EnvelopeRecipient {
+        address: to,
+        orcpt: None,
+        notify: Some("NEVER".into()),
+    }];
+    if let (dsn::Action::Failed, Some(copy)) = (action, &settings.ndr_copy_to) {
+        recipients.push(EnvelopeRecipient {
+            address: copy.clone(),
+            orcpt: None,
+            notify: Some("NEVER".into()),
+        });
+    }
+    let envelope = Envelope {
+        id: id.clone(),
+        received_at: format_time(Utc::now()),
+        sender: None,
+        recipients,
+        size,
+        message_id: Some(message_id),
+        subject: None,
+        ret: None,
+        envid: None,
+        body_type: if msg.body_type == "7bit" {
+            "7bit".into()
+        } else {
+            "8bitmime".into()
+        },
+        smtputf8: msg.smtputf8,
+        source: "dsn".into(),
+        client_ip: None,
+        client_helo: None,
+        auth_user: None,
+    };
+    ctx.submitter.submit(envelope).await?;
+    tracing::info!(dsn = %id, action = ?action, recipients = rcpts.len(), "delivery status notification queued");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_headers_are_counted() {
+        let h = b"Received: a\r\n b\r\nRECEIVED: c\r\nX-Received: d\r\nSubject: x\r\n";
+        assert_eq!(count_received(h), 2);
+    }
+
+    #[test]
+    fn notify_defaults() {
+        assert!(wants(&None, "FAILURE", true));
+        assert!(!wants(&None, "SUCCESS", false));
+        assert!(wants(&Some("SUCCESS,FAILURE".into()), "SUCCESS", false));
+        assert!(!wants(&Some("NEVER".into()), "FAILURE", true));
+    }
+}
