@@ -16,11 +16,11 @@ use crate::config::Config;
 use crate::delivery::local::LocalDelivery;
 use crate::directory::Directory;
 use crate::password;
+use crate::protocol_log::ProtocolLog;
 use crate::queue::manager::QueueContext;
 use crate::queue::{spool::Spool, submit::Submitter};
 use crate::receive::connector::{self, ReceiveConnector};
 use crate::receive::listener::ReceiveContext;
-use crate::receive::protocol_log::ProtocolLog;
 use crate::settings::{self, ServerSettings};
 use crate::store::{Store, console_users};
 

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod directory;
 pub mod dsn;
 pub mod password;
+pub mod protocol_log;
 pub mod queue;
 pub mod receive;
 pub mod settings;

@@ -12,9 +12,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use super::connector::{self, ReceiveConnector, canonical};
-use super::protocol_log::ProtocolLog;
 use super::session;
 use crate::directory::Directory;
+use crate::protocol_log::ProtocolLog;
 use crate::queue::{spool::Spool, submit::Submitter};
 
 /// Everything a session needs, shared by all of them.

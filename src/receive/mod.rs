@@ -5,5 +5,4 @@
 pub mod connector;
 pub mod listener;
 pub mod policy;
-pub mod protocol_log;
 pub mod session;
