@@ -13,7 +13,9 @@ use anyhow::{Context, Result};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::delivery::dns::MailResolver;
 use crate::delivery::local::LocalDelivery;
+use crate::delivery::remote::RemoteDelivery;
 use crate::directory::Directory;
 use crate::password;
 use crate::protocol_log::ProtocolLog;
@@ -21,6 +23,7 @@ use crate::queue::manager::QueueContext;
 use crate::queue::{spool::Spool, submit::Submitter};
 use crate::receive::connector::{self, ReceiveConnector};
 use crate::receive::listener::ReceiveContext;
+use crate::routing::SendConnector;
 use crate::settings::{self, ServerSettings};
 use crate::store::{Store, console_users};
 
@@ -50,7 +53,9 @@ pub async fn serve(config: Config) -> Result<()> {
         ))
         .0,
         settings: watch::channel(Arc::new(settings::load(&store).await?)).0,
+        send_connectors: watch::channel(Arc::new(load_send_connectors(&store).await?)).0,
     };
+    let send_rx = snapshots.send_connectors.subscribe();
     let (dir_rx, conn_rx, settings_rx) = (
         snapshots.directory.subscribe(),
         snapshots.connectors.subscribe(),
@@ -79,6 +84,12 @@ pub async fn serve(config: Config) -> Result<()> {
         spool: spool.clone(),
         submitter: submitter.clone(),
         local: LocalDelivery::new(config.data_dir.join("mailboxes")),
+        remote: RemoteDelivery::new(
+            MailResolver::new(&config.dns.nameservers).context("cannot set up the DNS resolver")?,
+            config.hostname.clone(),
+            ProtocolLog::start(config.data_dir.join("logs/protocol/send")),
+        ),
+        send_connectors: send_rx,
         directory: dir_rx.clone(),
         settings: settings_rx.clone(),
         hostname: config.hostname.clone(),
@@ -231,6 +242,16 @@ struct Snapshots {
     directory: watch::Sender<Arc<Directory>>,
     connectors: watch::Sender<Arc<Vec<ReceiveConnector>>>,
     settings: watch::Sender<Arc<ServerSettings>>,
+    send_connectors: watch::Sender<Arc<Vec<Arc<SendConnector>>>>,
+}
+
+async fn load_send_connectors(store: &Store) -> Result<Vec<Arc<SendConnector>>> {
+    Ok(crate::routing::connector::list(store)
+        .await
+        .context("cannot load the send connectors")?
+        .into_iter()
+        .map(Arc::new)
+        .collect())
 }
 
 /// Polls the organization change counter and publishes fresh snapshots when it
@@ -260,6 +281,7 @@ async fn reload(store: &Store, snapshots: &Snapshots) -> Result<()> {
     let dir = Directory::load(store).await?;
     let connectors = connector::list(store).await?;
     let settings = settings::load(store).await?;
+    let send_connectors = load_send_connectors(store).await?;
     tracing::info!(version = dir.version(), "configuration changed; reloaded");
     // Only wake the listeners when the connectors really changed.
     snapshots.connectors.send_if_modified(|current| {
@@ -276,6 +298,9 @@ async fn reload(store: &Store, snapshots: &Snapshots) -> Result<()> {
         }
         changed
     });
+    snapshots
+        .send_connectors
+        .send_replace(Arc::new(send_connectors));
     snapshots.directory.send_replace(Arc::new(dir));
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod password;
 pub mod protocol_log;
 pub mod queue;
 pub mod receive;
+pub mod routing;
 pub mod settings;
 pub mod smtp;
 pub mod store;

@@ -7,7 +7,36 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use serde::Serialize;
 use tokio::sync::mpsc;
+
+/// A connector's protocol logging level (Exchange's ProtocolLoggingLevel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolLogging {
+    None,
+    Verbose,
+}
+
+impl ProtocolLogging {
+    pub fn parse(s: &str) -> crate::directory::Result<ProtocolLogging> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(ProtocolLogging::None),
+            "verbose" => Ok(ProtocolLogging::Verbose),
+            other => Err(crate::directory::invalid(
+                "protocol_logging",
+                format!("unknown level `{other}`; use none or verbose"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolLogging::None => "none",
+            ProtocolLogging::Verbose => "verbose",
+        }
+    }
+}
 
 /// Lines waiting for the writer. When a burst exceeds this, lines are dropped
 /// (and counted) rather than slowing SMTP sessions down.

@@ -1,10 +1,10 @@
-//! `receive-connector` commands (and, with the send-connector issue, `send-connector`).
+//! `receive-connector` commands (PRODUCT §3, §4).
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::output::{Table, details, json, list, yes_no};
-use crate::receive::connector::{self, ConnectorInput, ProtocolLogging, ReceiveConnector};
+use crate::receive::connector::{self, ConnectorInput, ReceiveConnector};
 use crate::store::Store;
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -189,13 +189,7 @@ fn show_text(c: &ReceiveConnector) -> String {
         ("Command timeout", format!("{} s", c.command_timeout_secs)),
         ("Max bad commands", c.max_bad_commands.to_string()),
         ("Max AUTH failures", c.max_auth_failures.to_string()),
-        (
-            "Protocol logging",
-            match c.protocol_logging {
-                ProtocolLogging::None => "none".into(),
-                ProtocolLogging::Verbose => "verbose".into(),
-            },
-        ),
+        ("Protocol logging", c.protocol_logging.as_str().into()),
     ])
     .trim_end()
     .to_string()

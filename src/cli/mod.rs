@@ -8,6 +8,7 @@ mod connectors;
 mod objects;
 pub mod output;
 mod queue;
+mod send_connectors;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ enum Command {
     /// Receive connectors: SMTP listeners and who may use them.
     #[command(subcommand)]
     ReceiveConnector(connectors::ReceiveConnectorCmd),
+    /// Send connectors: which remote domains go out how (smart hosts or DNS MX).
+    #[command(subcommand)]
+    SendConnector(send_connectors::SendConnectorCmd),
     /// Queues (Queue Viewer): list, retry, suspend, resume.
     #[command(subcommand)]
     Queue(queue::QueueCmd),

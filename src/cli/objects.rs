@@ -25,6 +25,7 @@ pub async fn run(store: &Store, command: Command, as_json: bool) -> Result<Strin
         Command::AddressPolicy(c) => policy(store, c, as_json).await,
         Command::RemoteDomain(c) => remote_domain(store, c, as_json).await,
         Command::ReceiveConnector(c) => super::connectors::receive(store, c, as_json).await,
+        Command::SendConnector(c) => super::send_connectors::send(store, c, as_json).await,
         Command::Queue(_) | Command::Message(_) | Command::Track(_) | Command::Server(_) => {
             anyhow::bail!("not an organization command")
         }

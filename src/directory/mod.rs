@@ -55,6 +55,22 @@ pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `v` if it lies in `min..=max`, else an error naming the field and the bounds.
+pub fn check_range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &'static str,
+    v: T,
+    min: T,
+    max: T,
+) -> Result<T> {
+    if v < min || v > max {
+        return Err(invalid(
+            field,
+            format!("{field} must be between {min} and {max}"),
+        ));
+    }
+    Ok(v)
+}
+
 /// The answer to "who is this address?".
 #[derive(Debug, Clone, Copy)]
 pub enum Resolution<'a> {

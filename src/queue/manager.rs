@@ -19,8 +19,11 @@ use super::categorizer::{self, MAILBOX_HOP, UNREACHABLE_HOP};
 use super::spool::Spool;
 use super::submit::{Envelope, EnvelopeRecipient, Submitter};
 use crate::delivery::local::{DeliveryOutcome, DeliveryRequest, LocalDelivery};
+use crate::delivery::remote::{HopOutcome, RemoteDelivery};
+use crate::delivery::smtp::{OutRecipient, RcptOutcome, Transaction};
 use crate::directory::Directory;
 use crate::dsn;
+use crate::routing::{self, SendConnector};
 use crate::settings::ServerSettings;
 use crate::smtp::address::EmailAddress;
 use crate::store::Store;
@@ -33,6 +36,9 @@ const WORKERS: usize = 16;
 const QUEUE_POLL: Duration = Duration::from_millis(500);
 /// Header bytes read for the hop count and DSN decisions.
 const HEADER_LIMIT: usize = 64 * 1024;
+/// Recipients per outbound SMTP transaction (RFC 5321 §4.5.3.1.8 asks servers to
+/// take at least 100).
+const MAX_RCPTS_PER_TRANSACTION: usize = 100;
 
 /// Everything the queue manager works with.
 pub struct QueueContext {
@@ -40,6 +46,8 @@ pub struct QueueContext {
     pub spool: Spool,
     pub submitter: Submitter,
     pub local: LocalDelivery,
+    pub remote: RemoteDelivery,
+    pub send_connectors: watch::Receiver<Arc<Vec<Arc<SendConnector>>>>,
     pub directory: watch::Receiver<Arc<Directory>>,
     pub settings: watch::Receiver<Arc<ServerSettings>>,
     pub hostname: String,
@@ -143,6 +151,19 @@ pub async fn run(
                 }
                 _ => {}
             }
+        }
+    });
+
+    // Pooled outbound connections past their idle time get a polite QUIT.
+    let (c, mut stop) = (ctx.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            c.remote.close_idle().await;
         }
     });
 
@@ -274,11 +295,11 @@ async fn run_stages(
     let now = Utc::now();
     let received_at = parse_time(&msg.received_at).unwrap_or(now);
     let age = (now - received_at).to_std().unwrap_or_default();
-    let suspended: HashSet<String> = rows::queue_states(ctx.store.pool())
-        .await?
-        .into_iter()
+    let states = rows::queue_states(ctx.store.pool()).await?;
+    let suspended: HashSet<String> = states
+        .iter()
         .filter(|q| q.suspended)
-        .map(|q| q.name)
+        .map(|q| q.name.clone())
         .collect();
     let qid = QueueId::parse(&msg.id).context("malformed queue id")?;
     // The categorizer needs the headers (hop count); later stages can do without
@@ -297,7 +318,11 @@ async fn run_stages(
             return Ok(None);
         }
         let received = count_received(&headers);
-        let route = |_: &EmailAddress| UNREACHABLE_HOP.to_string();
+        let connectors = ctx.send_connectors.borrow().clone();
+        let route = |a: &EmailAddress| {
+            routing::route(&connectors, a.domain())
+                .map_or_else(|| UNREACHABLE_HOP.to_string(), |r| r.key)
+        };
         let plan = categorizer::categorize(&dir, msg, &rcpts, received, &route);
         let mut tx = ctx.store.pool().begin().await?;
         for r in &plan.rows {
@@ -319,6 +344,7 @@ async fn run_stages(
     let retry_at =
         now + chrono::Duration::from_std(settings.retry.interval_at(age)).unwrap_or_default();
     let spool_path = ctx.spool.message_path(&qid);
+    let mut remote_due: Vec<RecipientRow> = Vec::new();
     for r in rcpts.iter().filter(|r| r.status == "queued") {
         let hop = r.next_hop.clone().unwrap_or_else(|| UNREACHABLE_HOP.into());
         let mut row = r.clone();
@@ -368,13 +394,29 @@ async fn run_stages(
                 events.push(event(msg, kind, &row, &hop));
             }
             _ => {
-                // No route yet: look again at the next retry (a send connector may
-                // have been added); the recipient expires with 5.4.4.
-                row.attempts += 1;
-                row.next_attempt_at = Some(format_time(retry_at));
+                remote_due.push(row);
+                continue;
             }
         }
         changed.push(row);
+    }
+    if !remote_due.is_empty() {
+        let hops = HopContext {
+            suspended: &suspended,
+            states: &states,
+            retry_at,
+            now,
+        };
+        deliver_remote(
+            ctx,
+            msg,
+            &spool_path,
+            remote_due,
+            &hops,
+            &mut changed,
+            &mut events,
+        )
+        .await;
     }
     if !changed.is_empty() {
         let mut tx = ctx.store.pool().begin().await?;
@@ -509,6 +551,239 @@ async fn deliver_local(
     }
 }
 
+/// What remote delivery needs to know about the queues.
+struct HopContext<'a> {
+    suspended: &'a HashSet<String>,
+    states: &'a [rows::QueueStateRow],
+    retry_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
+impl HopContext<'_> {
+    /// The next hop is in Retry after a connection failure: until when, and why.
+    fn waiting(&self, hop: &str) -> Option<(DateTime<Utc>, Option<String>)> {
+        let s = self.states.iter().find(|s| s.name == hop)?;
+        let at = s.retry_at.as_deref().and_then(parse_time)?;
+        (at > self.now).then(|| (at, s.last_error.clone()))
+    }
+}
+
+/// Routes the due remote recipients of one message afresh (connectors may have
+/// changed since the categorizer ran), groups them by domain, and delivers each
+/// group over its route. Outcomes land in `changed` and `events`.
+async fn deliver_remote(
+    ctx: &QueueContext,
+    msg: &MessageRow,
+    spool_path: &std::path::Path,
+    due: Vec<RecipientRow>,
+    hops: &HopContext<'_>,
+    changed: &mut Vec<RecipientRow>,
+    events: &mut Vec<Event>,
+) {
+    let connectors = ctx.send_connectors.borrow().clone();
+    let mut by_domain: Vec<(String, Vec<RecipientRow>)> = Vec::new();
+    for row in due {
+        let domain = EmailAddress::parse(&row.address)
+            .map(|a| a.domain().to_string())
+            .unwrap_or_default();
+        match by_domain.iter_mut().find(|(d, _)| *d == domain) {
+            Some((_, list)) => list.push(row),
+            None => by_domain.push((domain, vec![row])),
+        }
+    }
+    let retry = format_time(hops.retry_at);
+    for (domain, rows_of_domain) in by_domain {
+        let Some(route) = routing::route(&connectors, &domain) else {
+            for mut row in rows_of_domain {
+                let moved = row.next_hop.as_deref() != Some(UNREACHABLE_HOP);
+                row.next_hop = Some(UNREACHABLE_HOP.into());
+                row.attempts += 1;
+                row.next_attempt_at = Some(retry.clone());
+                row.status_code = Some("4.4.4".into());
+                row.diagnostic = Some(format!("451 4.4.4 No send connector covers {domain}"));
+                if moved {
+                    events.push(event(msg, EventKind::Defer, &row, UNREACHABLE_HOP));
+                }
+                changed.push(row);
+            }
+            continue;
+        };
+        let key = route.key.clone();
+        if hops.suspended.contains(&key) {
+            continue;
+        }
+        if let Some((until, why)) = hops.waiting(&key) {
+            // The hop is in Retry: wait with it instead of knocking again.
+            for mut row in rows_of_domain {
+                row.next_hop = Some(key.clone());
+                row.next_attempt_at = Some(format_time(until));
+                if let Some(why) = &why {
+                    row.diagnostic = Some(format!("451 4.4.1 {why}"));
+                }
+                changed.push(row);
+            }
+            continue;
+        }
+        for batch in rows_of_domain.chunks(MAX_RCPTS_PER_TRANSACTION) {
+            let outcome = send_batch(ctx, msg, spool_path, &route, &domain, batch).await;
+            let hop_state = record_outcome(msg, &key, batch, outcome, &retry, changed, events);
+            // A connection failure puts the whole next hop in Retry; a conversation
+            // with a server ends that.
+            let write = match &hop_state {
+                Some(Some(why)) => Some(Some((retry.as_str(), why.as_str()))),
+                Some(None)
+                    if hops
+                        .states
+                        .iter()
+                        .any(|s| s.name == key && s.retry_at.is_some()) =>
+                {
+                    Some(None)
+                }
+                _ => None,
+            };
+            if let Some(state) = write
+                && let Err(e) = rows::set_hop_retry(ctx.store.pool(), &key, state).await
+            {
+                tracing::warn!(error = %e, hop = %key, "cannot record the next hop's state");
+            }
+        }
+    }
+}
+
+async fn send_batch(
+    ctx: &QueueContext,
+    msg: &MessageRow,
+    spool_path: &std::path::Path,
+    route: &routing::Route,
+    domain: &str,
+    batch: &[RecipientRow],
+) -> HopOutcome {
+    let recipients: Vec<OutRecipient> = batch
+        .iter()
+        .map(|r| OutRecipient {
+            address: r.address.clone(),
+            notify: r.notify.clone(),
+            orcpt: r.orcpt.clone(),
+        })
+        .collect();
+    let tx = Transaction {
+        sender: &msg.sender,
+        recipients: &recipients,
+        body: spool_path,
+        size: msg.size as u64,
+        eight_bit: msg.body_type != "7bit",
+        smtputf8: msg.smtputf8,
+        ret: msg.ret.as_deref(),
+        envid: msg.envid.as_deref(),
+    };
+    ctx.remote.deliver(route, domain, &tx).await
+}
+
+/// Applies one delivery attempt's outcome to its recipients. Returns the next
+/// hop's new state: `Some(Some(error))` unreachable, `Some(None)` reachable.
+fn record_outcome(
+    msg: &MessageRow,
+    key: &str,
+    batch: &[RecipientRow],
+    outcome: HopOutcome,
+    retry: &str,
+    changed: &mut Vec<RecipientRow>,
+    events: &mut Vec<Event>,
+) -> Option<Option<String>> {
+    let defer = |row: &mut RecipientRow, code: &str, text: String| {
+        row.status_code = Some(code.into());
+        row.diagnostic = Some(text);
+        row.next_attempt_at = Some(retry.to_string());
+    };
+    let mut hop_state: Option<Option<String>> = None;
+    for (i, r) in batch.iter().enumerate() {
+        let mut row = r.clone();
+        row.next_hop = Some(key.to_string());
+        row.attempts += 1;
+        let kind = match &outcome {
+            HopOutcome::Done {
+                outcomes,
+                remote,
+                remote_dsn,
+                ..
+            } => {
+                hop_state = Some(None);
+                row.remote_mta = Some(remote.clone());
+                let (kind, reply) = match outcomes.get(i) {
+                    Some(RcptOutcome::Delivered(reply)) => {
+                        row.status = "delivered".into();
+                        // A DSN-capable server reports success itself (RFC 3461 §6.2.4).
+                        row.reported = *remote_dsn;
+                        (EventKind::Send, Some(reply))
+                    }
+                    Some(RcptOutcome::Deferred(reply)) => (EventKind::Defer, Some(reply)),
+                    Some(RcptOutcome::Failed(reply)) => {
+                        row.status = "failed".into();
+                        (EventKind::Fail, Some(reply))
+                    }
+                    None => (EventKind::Defer, None),
+                };
+                match reply {
+                    Some(reply) => {
+                        let class = match kind {
+                            EventKind::Send => "2.0.0",
+                            EventKind::Fail => "5.0.0",
+                            _ => "4.0.0",
+                        };
+                        row.status_code = Some(
+                            reply
+                                .enhanced
+                                .map(|e| e.to_string())
+                                .unwrap_or_else(|| class.into()),
+                        );
+                        row.diagnostic = Some(reply.to_string().trim_end().to_string());
+                        if kind == EventKind::Defer {
+                            row.next_attempt_at = Some(retry.to_string());
+                        }
+                    }
+                    None => defer(
+                        &mut row,
+                        "4.4.2",
+                        "451 4.4.2 No reply for this recipient".into(),
+                    ),
+                }
+                kind
+            }
+            HopOutcome::Permanent { status, message } => {
+                row.status = "failed".into();
+                row.status_code = Some(status.clone());
+                row.diagnostic = Some(message.clone());
+                EventKind::Fail
+            }
+            HopOutcome::Unreachable { message } => {
+                hop_state = Some(Some(message.clone()));
+                defer(
+                    &mut row,
+                    "4.4.1",
+                    format!("451 4.4.1 Connection failed: {message}"),
+                );
+                EventKind::Defer
+            }
+            HopOutcome::Interrupted { message, remote } => {
+                row.remote_mta = Some(remote.clone());
+                defer(
+                    &mut row,
+                    "4.4.2",
+                    format!("451 4.4.2 Connection lost: {message}"),
+                );
+                EventKind::Defer
+            }
+        };
+        let mut e = event(msg, kind, &row, key);
+        if let HopOutcome::Done { connector, .. } = &outcome {
+            e.next_hop = Some(format!("{key} via {connector}"));
+        }
+        events.push(e);
+        changed.push(row);
+    }
+    hop_state
+}
+
 fn wants(notify: &Option<String>, what: &str, default: bool) -> bool {
     match notify {
         None => default,
@@ -570,17 +845,16 @@ async fn send_notifications(
         )
         .await?;
     }
-    if !success.is_empty() {
-        send_dsn(
-            ctx,
-            settings,
-            msg,
-            &success,
-            dsn::Action::Delivered,
-            None,
-            now,
-        )
-        .await?;
+    // Handed to a server that does not speak DSN: "relayed" (RFC 3464 §2.3.3).
+    let (relayed, success): (Vec<RecipientRow>, Vec<RecipientRow>) =
+        success.into_iter().partition(|r| r.remote_mta.is_some());
+    for (list, action) in [
+        (success, dsn::Action::Delivered),
+        (relayed, dsn::Action::Relayed),
+    ] {
+        if !list.is_empty() {
+            send_dsn(ctx, settings, msg, &list, action, None, now).await?;
+        }
     }
     // Record that these are reported (also those NOTIFY=NEVER or the null sender
     // asked us not to report), so they are never reported twice.

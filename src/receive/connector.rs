@@ -11,7 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::directory::{Error, Result, invalid};
+use crate::directory::{Error, Result, check_range, invalid};
+pub use crate::protocol_log::ProtocolLogging;
 use crate::store::{Store, connectors as rows};
 
 pub const MB: u64 = 1024 * 1024;
@@ -289,13 +290,6 @@ fn parse_named<T: Copy>(
     Ok(out)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProtocolLogging {
-    None,
-    Verbose,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReceiveConnector {
     pub id: i64,
@@ -456,21 +450,6 @@ fn parse_binding(s: &str) -> Result<SocketAddr> {
     })
 }
 
-fn check_range<T: PartialOrd + fmt::Display + Copy>(
-    field: &'static str,
-    v: T,
-    min: T,
-    max: T,
-) -> Result<T> {
-    if v < min || v > max {
-        return Err(invalid(
-            field,
-            format!("{field} must be between {min} and {max}"),
-        ));
-    }
-    Ok(v)
-}
-
 fn check_text(field: &'static str, v: Option<String>, max: usize) -> Result<Option<String>> {
     match v.map(|s| s.trim().to_string()) {
         None => Ok(None),
@@ -593,16 +572,7 @@ fn apply(c: &mut ReceiveConnector, input: ConnectorInput) -> Result<()> {
         c.max_auth_failures = check_range("max_auth_failures", v, 1, 100)?;
     }
     if let Some(p) = input.protocol_logging {
-        c.protocol_logging = match p.trim().to_ascii_lowercase().as_str() {
-            "none" => ProtocolLogging::None,
-            "verbose" => ProtocolLogging::Verbose,
-            other => {
-                return Err(invalid(
-                    "protocol_logging",
-                    format!("unknown level `{other}`; use none or verbose"),
-                ));
-            }
-        };
+        c.protocol_logging = ProtocolLogging::parse(&p)?;
     }
     if let Some(e) = input.enabled {
         c.enabled = e;

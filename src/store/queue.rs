@@ -327,3 +327,37 @@ pub async fn entries(pool: &SqlitePool) -> Result<Vec<QueueEntry>, StoreError> {
     .fetch_all(pool)
     .await?)
 }
+
+/// Records a next hop's connection trouble (the whole queue waits in Retry until
+/// `retry_at`), or clears it after a successful connection (`None`).
+pub async fn set_hop_retry(
+    pool: &SqlitePool,
+    name: &str,
+    retry: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    match retry {
+        Some((retry_at, last_error)) => {
+            sqlx::query(
+                "INSERT INTO queue_state (name, retry_at, last_error) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET retry_at = excluded.retry_at, last_error = excluded.last_error",
+            )
+            .bind(name)
+            .bind(retry_at)
+            .bind(last_error)
+            .execute(pool)
+            .await?;
+        }
+        None => {
+            // A queue without admin state needs no row.
+            sqlx::query("DELETE FROM queue_state WHERE name = ? AND suspended = 0")
+                .bind(name)
+                .execute(pool)
+                .await?;
+            sqlx::query("UPDATE queue_state SET retry_at = NULL, last_error = NULL WHERE name = ?")
+                .bind(name)
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,9 @@
 //! directory, talk to it over real sockets.
 #![allow(dead_code)]
 
+pub mod dnsmasq;
+pub mod peers;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
