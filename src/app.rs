@@ -104,6 +104,7 @@ pub async fn serve(config: Config) -> Result<()> {
         config.data_dir.join("pickup"),
         shutdown_rx.clone(),
     )));
+    let admin_settings = settings_rx.clone();
     tasks.push(tokio::spawn(prune_tracking(
         store.clone(),
         settings_rx,
@@ -133,7 +134,14 @@ pub async fn serve(config: Config) -> Result<()> {
             config.admin.listen
         )
     })?;
-    let admin = crate::admin::router(crate::admin::AdminState { directory: dir_rx });
+    let admin = crate::admin::router(crate::admin::AdminState {
+        store: store.clone(),
+        directory: dir_rx,
+        settings: admin_settings,
+        hostname: config.hostname.clone(),
+        data_dir: config.data_dir.clone(),
+        tls: false,
+    });
     tracing::info!(
         listen = %listener.local_addr()?,
         hostname = %config.hostname,

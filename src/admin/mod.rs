@@ -1,23 +1,69 @@
-//! The admin HTTP surface on `[admin].listen`: for now `/healthz`; the console,
-//! `/api/v1` and `/metrics` build on this router.
+//! The admin HTTP surface on `[admin].listen` (PRODUCT §7): the web console,
+//! the JSON API under `/api/v1`, `/metrics` and `/healthz`.
+//!
+//! Every page and API route needs a [`Principal`]: a console session (cookie,
+//! plus a CSRF token on every state-changing request) or an API token. Only
+//! `/healthz`, `/metrics`, the login page and the static assets are open.
+
+pub mod audit;
 
 use std::sync::Arc;
 
+use axum::http::{HeaderValue, header};
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::directory::Directory;
+use crate::settings::ServerSettings;
+use crate::store::Store;
+
+/// Who is making a request; put into the request extensions by the session or
+/// API-token layer, read by every handler that changes something (for the audit
+/// log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The console user, or `token:NAME` for an API token.
+    pub user: String,
+}
 
 #[derive(Clone)]
 pub struct AdminState {
+    pub store: Store,
     pub directory: watch::Receiver<Arc<Directory>>,
+    pub settings: watch::Receiver<Arc<ServerSettings>>,
+    pub hostname: String,
+    pub data_dir: std::path::PathBuf,
+    /// The console is served over TLS (adds `Secure` to the session cookie).
+    pub tls: bool,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers on every response: no framing, no sniffing, no referrer, a strict
+/// content security policy (our own scripts and styles only), and no caching of
+/// admin pages.
+async fn security_headers(mut res: axum::response::Response) -> axum::response::Response {
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::CACHE_CONTROL, "no-store");
+    res
 }
 
 /// 200 when the server is up. `directory_version` is the organization change
