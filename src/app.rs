@@ -141,6 +141,9 @@ pub async fn serve(config: Config) -> Result<()> {
         hostname: config.hostname.clone(),
         data_dir: config.data_dir.clone(),
         tls: false,
+        self_signed: certificate.self_signed,
+        nameservers: config.dns.nameservers.clone(),
+        sessions: Default::default(),
     });
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -150,7 +153,11 @@ pub async fn serve(config: Config) -> Result<()> {
         "bridgehead is ready"
     );
     let mut stop = shutdown_rx.clone();
-    let server = axum::serve(listener, admin).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        admin.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         let _ = stop.wait_for(|s| *s).await;
     });
     let server = tokio::spawn(async move { server.await });

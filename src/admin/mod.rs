@@ -6,6 +6,8 @@
 //! `/healthz`, `/metrics`, the login page and the static assets are open.
 
 pub mod audit;
+pub mod console;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -36,11 +38,25 @@ pub struct AdminState {
     pub data_dir: std::path::PathBuf,
     /// The console is served over TLS (adds `Secure` to the session cookie).
     pub tls: bool,
+    /// The SMTP certificate is the generated self-signed one (a dashboard warning).
+    pub self_signed: bool,
+    /// `[dns].nameservers`, for the DNS check page.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    pub sessions: Arc<session::Sessions>,
 }
 
 pub fn router(state: AdminState) -> Router {
+    let pages = console::page_routes().route_layer(axum::middleware::from_fn(session::require));
     Router::new()
+        .merge(pages)
+        .merge(console::login_routes())
+        .merge(console::static_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            session::layer,
+        ))
         .route("/healthz", get(healthz))
+        .layer(axum::extract::DefaultBodyLimit::max(session::MAX_FORM))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

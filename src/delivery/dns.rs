@@ -237,6 +237,30 @@ impl MailResolver {
     }
 }
 
+impl MailResolver {
+    /// The TXT records of `name` (each record's strings joined), for the
+    /// console's DNS check (SPF, DMARC). No records → an empty list.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let host = normalize(name);
+        let fq = fqdn(&host).ok_or_else(|| DnsError::NoSuchDomain(host.clone()))?;
+        match self.resolver.txt_lookup(fq).await {
+            Ok(lookup) => Ok(lookup
+                .iter()
+                .map(|t| {
+                    t.txt_data()
+                        .iter()
+                        .map(|d| String::from_utf8_lossy(d).into_owned())
+                        .collect::<String>()
+                })
+                .collect()),
+            Err(e) => match classify(&e) {
+                Failure::NxDomain | Failure::NoData => Ok(Vec::new()),
+                Failure::Transient(text) => Err(DnsError::Transient(text)),
+            },
+        }
+    }
+}
+
 /// A resolver error, reduced to what delivery cares about.
 #[derive(Debug, PartialEq, Eq)]
 enum Failure {

@@ -437,6 +437,12 @@ fn apply(c: &mut SendConnector, input: SendConnectorInput) -> Result<()> {
     check_whole(c)
 }
 
+/// Applies and validates `input` on `c` without saving (the console's wizard
+/// checks its answers with this before showing the summary).
+pub fn validate(c: &mut SendConnector, input: SendConnectorInput) -> Result<()> {
+    apply(c, input)
+}
+
 /// Rules between fields, checked after every change.
 fn check_whole(c: &SendConnector) -> Result<()> {
     if c.address_spaces.is_empty() {

@@ -174,6 +174,10 @@ pub async fn set_suspended(
     Ok(done.rows_affected() == 1)
 }
 
+/// Inserts or updates a recipient row. A row that is already final (delivered,
+/// failed, expanded, duplicate) only takes updates that keep its status (e.g.
+/// `reported`): a queue worker holding a stale copy can never undo what an admin
+/// action (remove) or another writer decided meanwhile.
 pub async fn upsert_recipient(
     conn: &mut SqliteConnection,
     r: &RecipientRow,
@@ -185,7 +189,8 @@ pub async fn upsert_recipient(
          ON CONFLICT (message_id, seq) DO UPDATE SET status = excluded.status, next_hop = excluded.next_hop, \
          mailbox_id = excluded.mailbox_id, attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, \
          status_code = excluded.status_code, diagnostic = excluded.diagnostic, remote_mta = excluded.remote_mta, \
-         delay_notified = excluded.delay_notified, reported = excluded.reported",
+         delay_notified = excluded.delay_notified, reported = excluded.reported \
+         WHERE recipients.status IN ('pending', 'queued') OR recipients.status = excluded.status",
     )
     .bind(&r.message_id)
     .bind(r.seq)

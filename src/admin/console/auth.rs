@@ -1,0 +1,253 @@
+//! Login, logout and the account page (password change).
+//!
+//! The login form has no session to carry a CSRF token, so it uses a
+//! double-submit token instead: a random value in a short-lived cookie and the
+//! same value in the form.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Extension, Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{Block, Field, Form as PageForm, Page, done};
+use crate::admin::AdminState;
+use crate::admin::session::{self, Session};
+use crate::store::console_users;
+
+const LOGIN_COOKIE: &str = "bh_login";
+
+pub fn login_routes() -> Router<AdminState> {
+    Router::new().route("/login", get(login_page).post(login))
+}
+
+fn login_form(user: &str, error: Option<String>, token: &str) -> PageForm {
+    let mut f = PageForm::post(
+        "login",
+        "/login",
+        "Log in",
+        vec![
+            Field::new("username", "User name", "text", user),
+            Field::new("password", "Password", "password", ""),
+        ],
+    );
+    f.hidden.push(("login_token".into(), token.into()));
+    if let Some(e) = error {
+        f.fields[1].error = Some(e);
+    }
+    f
+}
+
+fn random_token() -> String {
+    crate::password::generate(32)
+}
+
+fn login_response(
+    state: &AdminState,
+    user: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let token = random_token();
+    let mut page = Page::new(state, None, "login", "Log in to Bridgehead");
+    page.push(Block::Form(login_form(user, error, &token)));
+    let secure = if state.tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+    );
+    let mut res = page.render();
+    *res.status_mut() = status;
+    if let Ok(v) = cookie.parse() {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+async fn login_page(State(state): State<AdminState>) -> Response {
+    login_response(&state, "", None, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    login_token: String,
+}
+
+fn login_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == LOGIN_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn login(
+    State(state): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let user = form.username.trim().chars().take(100).collect::<String>();
+    let token_ok = !form.login_token.is_empty()
+        && login_cookie(&headers).as_deref() == Some(form.login_token.as_str());
+    if !token_ok {
+        return login_response(
+            &state,
+            &user,
+            Some("The login form expired; please try again.".into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let ip = peer.ip();
+    if state.sessions.locked(ip, &user) {
+        return login_response(
+            &state,
+            &user,
+            Some("Too many failed logins; wait 15 minutes and try again.".into()),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let found = console_users::find(state.store.pool(), &user)
+        .await
+        .ok()
+        .flatten();
+    // Verify against a dummy hash when the user does not exist, so the answer
+    // takes as long either way.
+    let hash = found
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.to_string());
+    let password = form.password.chars().take(1024).collect::<String>();
+    let ok = crate::password::verify(hash, password).await && found.is_some();
+    if !ok {
+        state.sessions.failed(ip, &user);
+        tracing::warn!(user = %user, client = %ip, "console login failed");
+        return login_response(
+            &state,
+            &user,
+            Some("Wrong user name or password.".into()),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    state.sessions.succeeded(ip, &user);
+    let id = state.sessions.create(&user);
+    tracing::info!(user = %user, client = %ip, "console login");
+    let mut res = Redirect::to("/").into_response();
+    if let Ok(v) = session::set_cookie(Some(&id), state.tls).parse() {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// argon2id of a random password nobody knows.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$RdescudvJCsgt3ub+b+dWRWJTmaaJObG9hWoZ0cBm1A";
+
+pub async fn logout(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(id) = session::cookie_value(&headers) {
+        state.sessions.remove(&id);
+    }
+    tracing::info!(user = %s.user, "console logout");
+    let mut res = Redirect::to("/login").into_response();
+    if let Ok(v) = session::set_cookie(None, state.tls).parse() {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+fn password_form() -> PageForm {
+    PageForm::post(
+        "password",
+        "/account",
+        "Change password",
+        vec![
+            Field::new("current", "Current password", "password", ""),
+            Field::new("new_password", "New password", "password", "")
+                .help("At least 12 characters."),
+            Field::new("confirm", "New password again", "password", ""),
+        ],
+    )
+}
+
+pub async fn account(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    axum::extract::Query(n): axum::extract::Query<super::Notice>,
+) -> Response {
+    let mut page = Page::new(&state, Some(&s), "account", "Account");
+    page.p.notice = n.notice;
+    page.push(Block::Details(vec![("User".into(), s.user.clone())]));
+    page.push(Block::Form(password_form()));
+    page.render()
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current: String,
+    new_password: String,
+    confirm: String,
+}
+
+pub async fn change_password(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    headers: HeaderMap,
+    Form(f): Form<PasswordForm>,
+) -> Response {
+    let mut form = password_form();
+    let user = console_users::find(state.store.pool(), &s.user)
+        .await
+        .ok()
+        .flatten();
+    let current_ok = match &user {
+        Some(u) => crate::password::verify(u.password_hash.clone(), f.current.clone()).await,
+        None => false,
+    };
+    let error = if !current_ok {
+        Some((0, "The current password is wrong.".to_string()))
+    } else if let Err(e) = crate::password::check_strength(&f.new_password) {
+        Some((1, e.to_string()))
+    } else if f.new_password != f.confirm {
+        Some((2, "The two new passwords differ.".to_string()))
+    } else {
+        None
+    };
+    if let Some((i, e)) = error {
+        form.fields[i].error = Some(e);
+        let mut page = Page::new(&state, Some(&s), "account", "Account");
+        page.push(Block::Form(form));
+        let mut res = page.render();
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        return res;
+    }
+    let saved = match crate::password::hash(f.new_password).await {
+        Ok(hash) => console_users::set_password(state.store.pool(), &s.user, &hash)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    if !saved {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot save the password",
+        )
+            .into_response();
+    }
+    // Other sessions of this user end; this one stays.
+    state
+        .sessions
+        .remove_user(&s.user, session::cookie_value(&headers).as_deref());
+    super::audit(&state, &s, "console-user.password", &s.user, None).await;
+    done("/account", "Password changed.")
+}

@@ -1,0 +1,383 @@
+//! End-to-end: the web console (PRODUCT §7) — a real headless Chromium drives
+//! the main flows (tests/browser/console.py, Selenium), and curl checks what
+//! must hold for every page: no access without a session, no state change
+//! without the CSRF token, hostile input escaped, login throttling, headers.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::peers::SmtpSink;
+use common::*;
+
+const PASSWORD: &str = "console-test-password";
+
+fn start(dir: &Path) -> Server {
+    Server::start(dir, &[("BRIDGEHEAD_ADMIN_PASSWORD", PASSWORD)])
+}
+
+/// curl with a cookie jar in `dir`; returns (status, headers + body).
+fn curl(dir: &Path, args: &[&str]) -> (u16, String) {
+    let jar = dir.join("cookies.txt");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "-c",
+            jar.to_str().unwrap(),
+            "-b",
+            jar.to_str().unwrap(),
+            "--max-time",
+            "20",
+        ])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn field(html: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    html.split(&key)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Logs in through the form; returns the session's CSRF token.
+fn login(s: &Server, dir: &Path) -> String {
+    let base = format!("http://{}", s.admin);
+    let (_, page) = curl(dir, &[&format!("{base}/login")]);
+    let token = field(&page, "login_token");
+    let (status, _) = curl(
+        dir,
+        &[
+            "--data-urlencode",
+            "username=admin",
+            "--data-urlencode",
+            &format!("password={PASSWORD}"),
+            "--data-urlencode",
+            &format!("login_token={token}"),
+            &format!("{base}/login"),
+        ],
+    );
+    assert_eq!(status, 303, "logged in");
+    let (_, account) = curl(dir, &[&format!("{base}/account")]);
+    let csrf = field(&account, "_csrf");
+    assert_eq!(csrf.len(), 64, "{account}");
+    csrf
+}
+
+const PAGES: &[&str] = &[
+    "/",
+    "/org/hub-transport",
+    "/org/hub-transport?tab=send-connectors",
+    "/org/send-connectors/new",
+    "/server/hub-transport",
+    "/server/hub-transport?tab=properties",
+    "/recipients/mailboxes",
+    "/recipients/mailboxes/new",
+    "/recipients/groups",
+    "/recipients/contacts",
+    "/toolbox/queues",
+    "/toolbox/messages?queue=unreachable",
+    "/toolbox/tracking",
+    "/toolbox/protocol-logs",
+    "/toolbox/dns",
+    "/audit",
+    "/account",
+];
+
+const POSTS: &[&str] = &[
+    "/logout",
+    "/account",
+    "/org/accepted-domains/new",
+    "/org/accepted-domains/remove",
+    "/org/address-policies/apply",
+    "/org/send-connectors/new",
+    "/org/send-connectors/toggle",
+    "/org/send-connectors/remove",
+    "/server/hub-transport",
+    "/server/receive-connectors/toggle",
+    "/recipients/mailboxes/new",
+    "/recipients/mailboxes/properties",
+    "/recipients/mailboxes/remove",
+    "/toolbox/queues/action",
+    "/toolbox/message/action",
+];
+
+#[test]
+fn nothing_works_without_a_session_and_csrf_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    for p in PAGES {
+        let (status, text) = curl(d, &[&format!("{base}{p}")]);
+        assert_eq!(status, 303, "{p} without a session");
+        assert!(text.contains("location: /login"), "{p}: {text}");
+    }
+    for p in POSTS {
+        let (status, _) = curl(d, &["-d", "name=x", &format!("{base}{p}")]);
+        assert_eq!(status, 401, "POST {p} without a session");
+    }
+    let (status, _) = curl(
+        d,
+        &[&format!(
+            "{base}/toolbox/message/export?id=0123456789ABCDEF"
+        )],
+    );
+    assert_eq!(status, 303);
+
+    let csrf = login(&s, d);
+    for p in PAGES {
+        let (status, text) = curl(d, &[&format!("{base}{p}")]);
+        assert_eq!(status, 200, "{p}: {text}");
+        for h in [
+            "content-security-policy: default-src 'self'",
+            "x-frame-options: DENY",
+            "x-content-type-options: nosniff",
+            "cache-control: no-store",
+        ] {
+            assert!(
+                text.to_lowercase().contains(&h.to_lowercase()),
+                "{p} lacks {h}"
+            );
+        }
+    }
+    // Every POST without the token (or with a wrong one) is refused, and changes nothing.
+    for p in POSTS {
+        let (status, _) = curl(
+            d,
+            &[
+                "-d",
+                "name=example.com&type=authoritative",
+                &format!("{base}{p}"),
+            ],
+        );
+        assert_eq!(status, 403, "POST {p} without the CSRF token");
+        let (status, _) = curl(
+            d,
+            &["-d", "_csrf=0000&name=example.com", &format!("{base}{p}")],
+        );
+        assert_eq!(status, 403, "POST {p} with a wrong token");
+    }
+    assert_eq!(sql(d, "SELECT COUNT(*) FROM accepted_domains"), "0");
+    // With it, it works.
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &format!("_csrf={csrf}"),
+            "-d",
+            "name=example.com&type=authoritative",
+            &format!("{base}/org/accepted-domains/new"),
+        ],
+    );
+    assert_eq!(status, 303);
+    assert_eq!(sql(d, "SELECT name FROM accepted_domains"), "example.com");
+    assert!(
+        sql(d, "SELECT action || ' ' || actor FROM audit_log")
+            .contains("accepted-domain.new admin")
+    );
+
+    // Logout ends the session.
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &format!("_csrf={csrf}"),
+            &format!("{base}/logout"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, _) = curl(d, &[&format!("{base}/")]);
+    assert_eq!(status, 303, "logged out");
+}
+
+#[test]
+fn hostile_input_is_escaped_and_refused_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let tok = format!("_csrf={csrf}");
+    let hostile = "<script>alert(\"x\")</script>'\"&";
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "--data-urlencode",
+            &format!("name={hostile}"),
+            "-d",
+            "type=authoritative",
+            &format!("{base}/org/accepted-domains/new"),
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(!page.contains("<script>alert"), "escaped: {page}");
+    assert!(page.contains("&#60;script&#62;"), "{page}");
+    assert!(page.contains("id=\"err-name\""), "error beside the field");
+    // A display name with markup is stored and shown escaped.
+    curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=example.com&type=authoritative",
+            &format!("{base}/org/accepted-domains/new"),
+        ],
+    );
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=eve@example.com",
+            "--data-urlencode",
+            &format!("display_name={hostile}"),
+            &format!("{base}/recipients/mailboxes/new"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (_, list) = curl(d, &[&format!("{base}/recipients/mailboxes")]);
+    assert!(
+        list.contains("&#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62;&#39;&#34;&#38;"),
+        "{list}"
+    );
+    assert!(!list.contains("<script>alert"));
+    // Very long values: refused with a message, not a broken page.
+    let long = d.join("long.txt");
+    std::fs::write(&long, format!("{}@example.com", "a".repeat(100_000))).unwrap();
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "--data-urlencode",
+            &format!("address@{}", long.display()),
+            "-d",
+            "display_name=Long",
+            &format!("{base}/recipients/mailboxes/new"),
+        ],
+    );
+    assert_eq!(status, 400, "{}", &page[..page.len().min(500)]);
+    assert!(page.contains("err-address"));
+    // Bigger than any form: 413.
+    let huge = d.join("huge.txt");
+    std::fs::write(&huge, "b".repeat(400_000)).unwrap();
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "--data-urlencode",
+            &format!("display_name@{}", huge.display()),
+            &format!("{base}/recipients/mailboxes/new"),
+        ],
+    );
+    assert_eq!(status, 413);
+    // A tracking query with markup.
+    let (status, page) = curl(
+        d,
+        &[
+            "-G",
+            "--data-urlencode",
+            &format!("sender={hostile}"),
+            &format!("{base}/toolbox/tracking"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert!(!page.contains("<script>alert"));
+}
+
+#[test]
+fn logins_are_throttled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let attempt = |pw: &str| {
+        let (_, page) = curl(d, &[&format!("{base}/login")]);
+        let token = field(&page, "login_token");
+        curl(
+            d,
+            &[
+                "--data-urlencode",
+                "username=admin",
+                "--data-urlencode",
+                &format!("password={pw}"),
+                "--data-urlencode",
+                &format!("login_token={token}"),
+                &format!("{base}/login"),
+            ],
+        )
+        .0
+    };
+    // Without the login form's token: refused.
+    let (status, _) = curl(
+        d,
+        &[
+            "-d",
+            &format!("username=admin&password={PASSWORD}"),
+            &format!("{base}/login"),
+        ],
+    );
+    assert_eq!(status, 403);
+    for _ in 0..5 {
+        assert_eq!(attempt("wrong-password-1"), 401);
+    }
+    assert_eq!(
+        attempt(PASSWORD),
+        429,
+        "locked out even with the right password"
+    );
+    let (status, _) = curl(d, &[&format!("{base}/")]);
+    assert_eq!(status, 303, "no session was made");
+}
+
+#[test]
+fn the_console_in_a_real_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let sink = SmtpSink::start(&[]);
+    let s = start(d);
+    let shots = std::env::var("BRIDGEHEAD_SCREENSHOTS")
+        .unwrap_or_else(|_| format!("{}/screenshots", env!("CARGO_TARGET_TMPDIR")));
+    let out = Command::new("/usr/bin/python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/console.py"
+        ))
+        .arg(format!("http://{}", s.admin))
+        .arg(PASSWORD)
+        .arg(s.smtp[0].to_string())
+        .arg(sink.port.to_string())
+        .arg(&shots)
+        .output()
+        .expect(
+            "python3 with selenium (.ci/run installs python3-selenium, chromium, chromium-driver)",
+        );
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("all steps passed"),
+        "{text}"
+    );
+    assert!(Path::new(&shots).join("dashboard.png").exists());
+}
