@@ -381,3 +381,112 @@ fn the_console_in_a_real_browser() {
     );
     assert!(Path::new(&shots).join("dashboard.png").exists());
 }
+
+#[test]
+fn connector_properties_tabs_save_through_the_shared_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let o = cli(
+        d,
+        &[
+            "send-connector",
+            "new",
+            "--name",
+            "Out",
+            "--address-space",
+            "*",
+            "--smart-host",
+            "127.0.0.1:2525",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let tok = format!("_csrf={csrf}");
+    for tab in ["general", "address-space", "network", "source-server"] {
+        let (status, page) = curl(
+            d,
+            &[&format!(
+                "{base}/org/send-connectors/properties?name=Out&tab={tab}"
+            )],
+        );
+        assert_eq!(status, 200, "{tab}: {page}");
+    }
+    for tab in [
+        "general",
+        "network",
+        "authentication",
+        "permission-groups",
+        "limits",
+    ] {
+        let (status, _) = curl(
+            d,
+            &[&format!(
+                "{base}/server/receive-connectors/properties?name=Default%20Internet&tab={tab}"
+            )],
+        );
+        assert_eq!(status, 200, "{tab}");
+    }
+    // Network tab: a bad smart host is refused beside its field, a good one saved.
+    let url = format!("{base}/org/send-connectors/properties?name=Out");
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "tab=network&smart_hosts=bad:host:x&port=25&auth=none",
+            &url,
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(page.contains("id=\"err-smart_hosts\""), "{page}");
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "tab=network&smart_hosts=relay.example.net:587&port=25&auth=none&require_tls=true",
+            &url,
+        ],
+    );
+    assert_eq!(status, 303);
+    let show = stdout(&cli(d, &["send-connector", "show", "Out", "--json"]));
+    assert!(
+        show.contains("relay.example.net:587") && show.contains("\"require_tls\": true"),
+        "{show}"
+    );
+    // Receive connector limits.
+    let url = format!("{base}/server/receive-connectors/properties?name=Default%20Internet");
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "tab=limits&max_recipients=0",
+            &url,
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(page.contains("id=\"err-max_recipients\""), "{page}");
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "tab=limits&max_recipients=50",
+            &url,
+        ],
+    );
+    assert_eq!(status, 303);
+    let show = stdout(&cli(
+        d,
+        &["receive-connector", "show", "Default Internet", "--json"],
+    ));
+    assert!(show.contains("\"max_recipients\": 50"), "{show}");
+    assert!(sql(d, "SELECT group_concat(action) FROM audit_log").contains("receive-connector.set"));
+}

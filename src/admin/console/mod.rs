@@ -7,6 +7,7 @@
 //! and the API, so validation lives once.
 
 mod auth;
+mod connectors;
 mod objects;
 mod toolbox;
 
@@ -352,6 +353,7 @@ pub fn page_routes() -> Router<AdminState> {
         .route("/account", get(auth::account).post(auth::change_password))
         .route("/audit", get(toolbox::audit_log))
         .merge(objects::routes())
+        .merge(connectors::routes())
         .merge(toolbox::routes())
 }
 

@@ -205,7 +205,7 @@ async fn org_page(
                 let toggle = if c.enabled { "Disable" } else { "Enable" };
                 t.row(
                     vec![
-                        cell(&c.name),
+                        link(&c.name, format!("/org/send-connectors/properties?name={}", urlencode(&c.name))),
                         cell(yes_no(c.enabled)),
                         cell(c.usage.as_str()),
                         cell(c.address_spaces.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
@@ -730,7 +730,13 @@ async fn server_page(
         let toggle = if c.enabled { "Disable" } else { "Enable" };
         t.row(
             vec![
-                cell(&c.name),
+                link(
+                    &c.name,
+                    format!(
+                        "/server/receive-connectors/properties?name={}",
+                        urlencode(&c.name)
+                    ),
+                ),
                 cell(yes_no(c.enabled)),
                 cell(c.usage.as_str()),
                 cell(
