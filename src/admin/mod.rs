@@ -36,11 +36,14 @@ pub struct AdminState {
     pub data_dir: std::path::PathBuf,
     /// The console is served over TLS (adds `Secure` to the session cookie).
     pub tls: bool,
+    /// The performance counters served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -71,4 +74,24 @@ async fn security_headers(mut res: axum::response::Response) -> axum::response::
 async fn healthz(State(state): State<AdminState>) -> Json<serde_json::Value> {
     let version = state.directory.borrow().version();
     Json(json!({ "status": "ok", "directory_version": version }))
+}
+
+/// The Prometheus text exposition (version 0.0.4): the counters, plus the queue
+/// lengths read now. Open like `/healthz` (the admin listener binds 127.0.0.1 by
+/// default); if the queue cannot be read, the counters are still served.
+async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoResponse {
+    let queues = match crate::queue::actions::list_queues(&state.store).await {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the queues for /metrics");
+            Vec::new()
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(&queues),
+    )
 }
