@@ -17,6 +17,7 @@ use crate::delivery::dns::MailResolver;
 use crate::delivery::local::LocalDelivery;
 use crate::delivery::remote::RemoteDelivery;
 use crate::directory::Directory;
+use crate::metrics::Metrics;
 use crate::password;
 use crate::protocol_log::ProtocolLog;
 use crate::queue::manager::QueueContext;
@@ -77,8 +78,14 @@ pub async fn serve(config: Config) -> Result<()> {
             "removed unfinished transfers from the spool"
         );
     }
+    let metrics = Arc::new(Metrics::new());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let submitter = Submitter::start(store.clone(), spool.msg_dir(), Some(committed_tx));
+    let submitter = Submitter::start(
+        store.clone(),
+        spool.msg_dir(),
+        Some(committed_tx),
+        metrics.clone(),
+    );
     let queue = Arc::new(QueueContext {
         store: store.clone(),
         spool: spool.clone(),
@@ -93,6 +100,7 @@ pub async fn serve(config: Config) -> Result<()> {
         directory: dir_rx.clone(),
         settings: settings_rx.clone(),
         hostname: config.hostname.clone(),
+        metrics: metrics.clone(),
     });
     tasks.push(tokio::spawn(crate::queue::manager::run(
         queue.clone(),
@@ -120,6 +128,7 @@ pub async fn serve(config: Config) -> Result<()> {
         directory: dir_rx.clone(),
         protocol_log: ProtocolLog::start(config.data_dir.join("logs/protocol/receive")),
         counters: Default::default(),
+        metrics: metrics.clone(),
     });
     tasks.push(tokio::spawn(crate::receive::listener::run(
         receive,
@@ -144,6 +153,7 @@ pub async fn serve(config: Config) -> Result<()> {
         self_signed: certificate.self_signed,
         nameservers: config.dns.nameservers.clone(),
         sessions: Default::default(),
+        metrics,
     });
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod directory;
 pub mod dsn;
+pub mod metrics;
 pub mod password;
 pub mod protocol_log;
 pub mod queue;

@@ -43,6 +43,8 @@ pub struct AdminState {
     /// `[dns].nameservers`, for the DNS check page.
     pub nameservers: Vec<std::net::SocketAddr>,
     pub sessions: Arc<session::Sessions>,
+    /// The performance counters served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -57,6 +59,7 @@ pub fn router(state: AdminState) -> Router {
         ))
         .route("/healthz", get(healthz))
         .layer(axum::extract::DefaultBodyLimit::max(session::MAX_FORM))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -87,4 +90,24 @@ async fn security_headers(mut res: axum::response::Response) -> axum::response::
 async fn healthz(State(state): State<AdminState>) -> Json<serde_json::Value> {
     let version = state.directory.borrow().version();
     Json(json!({ "status": "ok", "directory_version": version }))
+}
+
+/// The Prometheus text exposition (version 0.0.4): the counters, plus the queue
+/// lengths read now. Open like `/healthz` (the admin listener binds 127.0.0.1 by
+/// default); if the queue cannot be read, the counters are still served.
+async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoResponse {
+    let queues = match crate::queue::actions::list_queues(&state.store).await {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the queues for /metrics");
+            Vec::new()
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(&queues),
+    )
 }

@@ -23,6 +23,7 @@ use crate::delivery::remote::{HopOutcome, RemoteDelivery};
 use crate::delivery::smtp::{OutRecipient, RcptOutcome, Transaction};
 use crate::directory::Directory;
 use crate::dsn;
+use crate::metrics::{Metrics, Outcome, Via};
 use crate::routing::{self, SendConnector};
 use crate::settings::ServerSettings;
 use crate::smtp::address::EmailAddress;
@@ -51,6 +52,8 @@ pub struct QueueContext {
     pub directory: watch::Receiver<Arc<Directory>>,
     pub settings: watch::Receiver<Arc<ServerSettings>>,
     pub hostname: String,
+    /// Delivery outcomes, latency and DSNs for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -333,6 +336,10 @@ async fn run_stages(
         }
         rows::set_stage(&mut tx, &msg.id, "categorized").await?;
         tx.commit().await?;
+        // Refused by the categorizer (unknown recipient, loop): no attempt made.
+        let refused = plan.rows.iter().filter(|r| r.status == "failed").count();
+        ctx.metrics
+            .deliveries(Outcome::Failed, Via::None, refused as u64);
         let mut conn = ctx.store.pool().acquire().await?;
         rcpts = rows::recipients(&mut conn, &msg.id).await?;
     }
@@ -427,6 +434,7 @@ async fn run_stages(
             tracking::insert(&mut tx, e).await?;
         }
         tx.commit().await?;
+        count_outcomes(&ctx.metrics, received_at, &rcpts, &changed);
         for r in changed {
             if let Some(slot) = rcpts.iter_mut().find(|x| x.seq == r.seq) {
                 *slot = r;
@@ -479,6 +487,38 @@ async fn run_stages(
         }
     }
     Ok(next.map(|t| t.max(now)))
+}
+
+/// Counts the committed changes of one pass in `/metrics`: final outcomes, and
+/// deferrals where an attempt was made (the attempt count moved; a recipient only
+/// rescheduled because its next hop is in Retry is not counted).
+fn count_outcomes(
+    metrics: &Metrics,
+    received_at: DateTime<Utc>,
+    before: &[RecipientRow],
+    changed: &[RecipientRow],
+) {
+    let done = Utc::now();
+    for r in changed {
+        let Some(old) = before.iter().find(|x| x.seq == r.seq) else {
+            continue;
+        };
+        let via = match r.next_hop.as_deref() {
+            Some(MAILBOX_HOP) => Via::Mailbox,
+            Some(UNREACHABLE_HOP) | None => Via::None,
+            Some(_) => Via::Smtp,
+        };
+        let outcome = match r.status.as_str() {
+            "delivered" if old.status != "delivered" => Outcome::Delivered,
+            "failed" if old.status != "failed" => Outcome::Failed,
+            "queued" if r.attempts > old.attempts => Outcome::Deferred,
+            _ => continue,
+        };
+        metrics.delivery(outcome, via);
+        if outcome == Outcome::Delivered {
+            metrics.delivery_latency((done - received_at).to_std().unwrap_or_default());
+        }
+    }
 }
 
 fn count_received(headers: &[u8]) -> usize {
@@ -967,6 +1007,7 @@ async fn send_dsn(
         auth_user: None,
     };
     ctx.submitter.submit(envelope).await?;
+    ctx.metrics.dsn_sent(action);
     tracing::info!(dsn = %id, action = ?action, recipients = rcpts.len(), "delivery status notification queued");
     Ok(())
 }

@@ -25,7 +25,10 @@ pub struct ReceiveContext {
     pub submitter: Submitter,
     pub directory: watch::Receiver<Arc<Directory>>,
     pub protocol_log: ProtocolLog,
+    /// Open connections per connector, for the connection limits.
     pub counters: ConnectionCounters,
+    /// `smtp_sessions_active`/`smtp_sessions_total` per connector name.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Open connections per connector and per (connector, client IP).
@@ -269,7 +272,9 @@ async fn handle(
             return;
         }
     };
+    let counted = ctx.metrics.session_started(&conn.name);
     session::serve(&ctx, conn, stream, local, remote).await;
+    drop(counted);
     drop(slot);
 }
 

@@ -220,6 +220,26 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
+/// A minimal HTTP/1.1 GET returning the status, the header block and the body
+/// as sent (for bodies that are not JSON; chunked bodies are not decoded).
+pub fn http_get_raw(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp.as_str(), ""));
+    Ok((status, head.to_string(), body.to_string()))
+}
+
 /// A raw SMTP client over a plain socket, for talking to the server exactly as
 /// a test needs (pipelining, smuggling attempts, relay tricks).
 pub struct RawSmtp {
