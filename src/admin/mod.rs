@@ -5,7 +5,9 @@
 //! plus a CSRF token on every state-changing request) or an API token. Only
 //! `/healthz`, `/metrics`, the login page and the static assets are open.
 
+pub mod api;
 pub mod audit;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ pub struct AdminState {
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .nest("/api/v1", api::router(state.clone()))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
