@@ -14,6 +14,7 @@ pub mod protocol_log;
 pub mod queue;
 pub mod receive;
 pub mod routing;
+pub mod serde_util;
 pub mod settings;
 pub mod smtp;
 pub mod store;

@@ -14,22 +14,27 @@ use crate::store::{Store, StoreError};
 
 /// When to retry, warn and give up (PRODUCT §5; seed 000: every minute for an
 /// hour, a delay notice, then hourly until five days, then an NDR).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RetryPolicy {
     /// Retry interval during the first phase.
     #[serde(with = "secs")]
+    #[schema(value_type = u64)]
     pub first_interval: Duration,
     /// How long the first phase lasts, counted from arrival.
     #[serde(with = "secs")]
+    #[schema(value_type = u64)]
     pub first_phase: Duration,
     /// Retry interval after the first phase.
     #[serde(with = "secs")]
+    #[schema(value_type = u64)]
     pub later_interval: Duration,
     /// Age at which the sender gets a delay DSN (once).
     #[serde(with = "secs")]
+    #[schema(value_type = u64)]
     pub delay_notice_after: Duration,
     /// Age at which delivery stops with an NDR (5.4.7).
     #[serde(with = "secs")]
+    #[schema(value_type = u64)]
     pub expiration: Duration,
 }
 
@@ -65,7 +70,7 @@ impl RetryPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ServerSettings {
     pub retry: RetryPolicy,
     /// Every NDR is copied to this address (Exchange: "Send copy of NDR to").
@@ -152,13 +157,20 @@ pub async fn load(store: &Store) -> Result<ServerSettings, StoreError> {
     Ok(s)
 }
 
-/// Changes as typed; `None` leaves a value alone.
-#[derive(Debug, Clone, Default)]
+/// Changes as typed; `None` leaves a value alone. Durations are `30s`, `15m`,
+/// `1h`, `5d` or a number of seconds.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct SettingsInput {
+    #[serde(deserialize_with = "crate::serde_util::string_or_number")]
     pub first_interval: Option<String>,
+    #[serde(deserialize_with = "crate::serde_util::string_or_number")]
     pub first_phase: Option<String>,
+    #[serde(deserialize_with = "crate::serde_util::string_or_number")]
     pub later_interval: Option<String>,
+    #[serde(deserialize_with = "crate::serde_util::string_or_number")]
     pub delay_notice_after: Option<String>,
+    #[serde(deserialize_with = "crate::serde_util::string_or_number")]
     pub expiration: Option<String>,
     /// `Some("")` or `Some("none")` removes the copy address.
     pub ndr_copy_to: Option<String>,

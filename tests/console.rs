@@ -490,3 +490,45 @@ fn connector_properties_tabs_save_through_the_shared_validation() {
     assert!(show.contains("\"max_recipients\": 50"), "{show}");
     assert!(sql(d, "SELECT group_concat(action) FROM audit_log").contains("receive-connector.set"));
 }
+
+#[test]
+fn the_api_accepts_a_console_session_with_its_csrf_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let (status, body) = curl(d, &[&format!("{base}/api/v1/accepted-domains")]);
+    assert_eq!(status, 200, "{body}");
+    let json = [
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"name":"example.com"}"#,
+    ];
+    let (status, _) = curl(
+        d,
+        &[&json[..], &[&format!("{base}/api/v1/accepted-domains")]].concat(),
+    );
+    assert_eq!(
+        status, 403,
+        "a session without the CSRF header cannot change anything"
+    );
+    let header = format!("X-CSRF-Token: {csrf}");
+    let (status, body) = curl(
+        d,
+        &[
+            &json[..],
+            &["-H", &header, &format!("{base}/api/v1/accepted-domains")],
+        ]
+        .concat(),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        sql(
+            d,
+            "SELECT actor FROM audit_log WHERE action = 'accepted-domain.new'"
+        )
+        .contains("admin")
+    );
+}

@@ -6,7 +6,7 @@ use sqlx::{FromRow, SqlitePool};
 
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,

@@ -5,9 +5,11 @@
 //! plus a CSRF token on every state-changing request) or an API token. Only
 //! `/healthz`, `/metrics`, the login page and the static assets are open.
 
+pub mod api;
 pub mod audit;
 pub mod console;
 pub mod session;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -53,6 +55,9 @@ pub fn router(state: AdminState) -> Router {
         .merge(pages)
         .merge(console::login_routes())
         .merge(console::static_routes())
+        // The API sits inside the session layer: a console session (with its
+        // CSRF header on changes) is a Principal there too; else a bearer token.
+        .nest("/api/v1", api::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             session::layer,

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
 
+mod api_tokens;
 mod connectors;
 mod objects;
 pub mod output;
@@ -75,6 +76,9 @@ enum Command {
     /// Server properties: retry policy, NDR copy address, tracking retention.
     #[command(subcommand)]
     Server(queue::ServerCmd),
+    /// API tokens for the JSON API under /api/v1.
+    #[command(subcommand)]
+    ApiToken(api_tokens::ApiTokenCmd),
 }
 
 /// Parses the arguments, runs the command, and maps the outcome to an exit code.
@@ -118,6 +122,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Message(c) => queue::message(&store, &config, c, cli.json).await,
             Command::Track(a) => queue::track(&store, a, cli.json).await,
             Command::Server(c) => queue::server(&store, c, cli.json).await,
+            Command::ApiToken(c) => api_tokens::run(&store, c, cli.json).await,
             other => objects::run(&store, other, cli.json).await,
         };
         store.close().await;

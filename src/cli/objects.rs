@@ -26,7 +26,11 @@ pub async fn run(store: &Store, command: Command, as_json: bool) -> Result<Strin
         Command::RemoteDomain(c) => remote_domain(store, c, as_json).await,
         Command::ReceiveConnector(c) => super::connectors::receive(store, c, as_json).await,
         Command::SendConnector(c) => super::send_connectors::send(store, c, as_json).await,
-        Command::Queue(_) | Command::Message(_) | Command::Track(_) | Command::Server(_) => {
+        Command::Queue(_)
+        | Command::Message(_)
+        | Command::Track(_)
+        | Command::Server(_)
+        | Command::ApiToken(_) => {
             anyhow::bail!("not an organization command")
         }
     }

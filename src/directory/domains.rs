@@ -27,7 +27,7 @@ pub fn parse_type(input: &str) -> Result<DomainType> {
     })
 }
 
-fn find<'a>(dir: &'a Directory, name: &str) -> Result<&'a AcceptedDomain> {
+pub fn find<'a>(dir: &'a Directory, name: &str) -> Result<&'a AcceptedDomain> {
     let pattern = parse_name(name)?.to_string();
     dir.accepted_domains()
         .iter()

@@ -172,7 +172,8 @@ pub fn generate(dir: &Directory, m: &Mailbox, policy: &AddressPolicy) -> Vec<Ema
     out
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicyInput {
     pub name: String,
     pub priority: Option<i64>,
@@ -304,7 +305,7 @@ pub async fn remove(store: &Store, name: &str) -> Result<AddressPolicy> {
 }
 
 /// What applying a policy did to one mailbox.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stamped {
     pub mailbox: EmailAddress,
     pub added: Vec<EmailAddress>,

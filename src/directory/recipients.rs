@@ -1,13 +1,15 @@
 //! Recipients: mailboxes, distribution groups and mail contacts, and their
 //! addresses (one primary, any number of proxies, unique across the organization).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{
     Directory, DistributionGroup, Error, MailContact, Mailbox, MemberRef, Owner, Resolution,
     Result, invalid, policies,
 };
 use crate::password;
+use crate::serde_util::double_option;
 use crate::smtp::address::{EmailAddress, validate_local_part};
 use crate::store::{Store, organization as rows};
 
@@ -66,34 +68,76 @@ fn parse_sender(field: &'static str, input: &str) -> Result<EmailAddress> {
 
 // ---------------------------------------------------------------- mailboxes
 
-#[derive(Debug, Clone, Default)]
+/// A new mailbox (CLI `mailbox new`, API `POST /mailboxes`).
+#[derive(Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct NewMailbox {
+    /// The primary SMTP address.
     pub address: String,
     pub display_name: String,
     pub given_name: Option<String>,
     pub surname: Option<String>,
     pub initials: Option<String>,
     pub alias: Option<String>,
+    /// For SMTP AUTH. Write-only: never returned.
+    #[schema(write_only, format = Password)]
     pub password: Option<String>,
+    /// Quota in MB; absent = unlimited.
     pub quota_mb: Option<i64>,
     pub disabled: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+impl std::fmt::Debug for NewMailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewMailbox")
+            .field("address", &self.address)
+            .field("display_name", &self.display_name)
+            .field("password", &self.password.as_ref().map(|_| "****"))
+            .field("quota_mb", &self.quota_mb)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Changes to a mailbox; absent fields stay as they are.
+#[derive(Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct MailboxUpdate {
     pub display_name: Option<String>,
     pub given_name: Option<String>,
     pub surname: Option<String>,
     pub initials: Option<String>,
     pub alias: Option<String>,
-    /// `Some(None)` removes the quota.
+    /// `Some(None)` (JSON `null`) removes the quota.
+    #[serde(deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
     pub quota_mb: Option<Option<i64>>,
     pub enabled: Option<bool>,
-    /// `Some(None)` removes the password (the mailbox can no longer authenticate).
+    /// `Some(None)` (JSON `null`) removes the password (the mailbox can no longer
+    /// authenticate). Write-only: never returned.
+    #[serde(deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, write_only, format = Password)]
     pub password: Option<Option<String>>,
     pub add_addresses: Vec<String>,
     pub remove_addresses: Vec<String>,
     pub primary_address: Option<String>,
+}
+
+impl std::fmt::Debug for MailboxUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxUpdate")
+            .field("display_name", &self.display_name)
+            .field("quota_mb", &self.quota_mb)
+            .field("enabled", &self.enabled)
+            .field(
+                "password",
+                &self.password.as_ref().map(|p| p.as_ref().map(|_| "****")),
+            )
+            .field("add_addresses", &self.add_addresses)
+            .field("remove_addresses", &self.remove_addresses)
+            .field("primary_address", &self.primary_address)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn find_mailbox<'a>(dir: &'a Directory, address: &str) -> Result<&'a Mailbox> {
@@ -346,7 +390,8 @@ pub async fn remove_mailbox(store: &Store, address: &str) -> Result<Mailbox> {
 
 // ---------------------------------------------------------------- groups
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct NewGroup {
     pub address: String,
     pub display_name: Option<String>,
@@ -356,7 +401,8 @@ pub struct NewGroup {
     pub reject_from: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct GroupUpdate {
     pub display_name: Option<String>,
     pub add_members: Vec<String>,
@@ -558,7 +604,8 @@ pub async fn remove_group(store: &Store, address: &str) -> Result<DistributionGr
 
 // ---------------------------------------------------------------- contacts
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct NewContact {
     pub name: String,
     pub display_name: Option<String>,
@@ -566,11 +613,14 @@ pub struct NewContact {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct ContactUpdate {
     pub display_name: Option<String>,
     pub external_address: Option<String>,
     /// `Some(None)` removes the internal address.
+    #[serde(deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub address: Option<Option<String>>,
 }
 
@@ -689,7 +739,7 @@ pub async fn remove_contact(store: &Store, name: &str) -> Result<MailContact> {
 }
 
 /// A group with member addresses spelled out, for display (CLI `--json`, API).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GroupView<'a> {
     #[serde(flatten)]
     pub group: &'a DistributionGroup,

@@ -7,7 +7,8 @@ use super::{Directory, Error, RemoteDomain, Result, invalid};
 use crate::store::{Store, organization as rows};
 
 /// Optional changes; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct RemoteDomainInput {
     pub name: Option<String>,
     pub domain: Option<String>,
@@ -16,9 +17,13 @@ pub struct RemoteDomainInput {
     pub allow_auto_forward: Option<bool>,
     pub allow_delivery_reports: Option<bool>,
     pub allow_ndr: Option<bool>,
-    /// `Some(None)`: no line wrapping.
+    /// `Some(None)` (JSON `null`): no line wrapping.
+    #[serde(deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<i64>)]
     pub line_length: Option<Option<i64>>,
-    /// `Some(None)`: leave the charset as the sender wrote it.
+    /// `Some(None)` (JSON `null`): leave the charset as the sender wrote it.
+    #[serde(deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>)]
     pub charset: Option<Option<String>>,
 }
 

@@ -1,7 +1,7 @@
 //! Queue Viewer actions (PRODUCT §5; seed 004 queue actions): list queues and
 //! their messages, suspend/resume/retry a queue, suspend/resume/remove a message
-//! (with or without NDR), export a message. The CLI calls these today, the API and
-//! console later. Each change bumps `queue_version` so a running server reschedules.
+//! (with or without NDR), export a message. The CLI and the API call these (the
+//! console later). Each change bumps `queue_version` so a running server reschedules.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ use crate::store::Store;
 use crate::store::queue::{self as rows, QueueEntry};
 use crate::tracking::{self, Event, EventKind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum QueueStatus {
     Active,
     Ready,
@@ -23,7 +23,7 @@ pub enum QueueStatus {
     Suspended,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueInfo {
     /// Key used by the commands: `submission`, `mailbox`, `unreachable`, `poison`, or a remote hop.
     pub name: String,
@@ -106,7 +106,7 @@ pub async fn list_queues(store: &Store) -> Result<Vec<QueueInfo>> {
         .collect())
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueuedMessage {
     pub queue: String,
     pub id: String,
@@ -212,7 +212,7 @@ fn parse_id(id: &str) -> Result<QueueId> {
 }
 
 /// A message with all its recipients, for `message show` and the console.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageDetails {
     pub id: String,
     pub sender: String,
@@ -228,7 +228,7 @@ pub struct MessageDetails {
     pub recipients: Vec<RecipientDetails>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecipientDetails {
     pub address: String,
     pub status: String,

@@ -133,6 +133,12 @@ impl Serialize for IpRange {
     }
 }
 
+crate::string_schema!(
+    IpRange,
+    "IpRange",
+    "A CIDR block, an a-b range or a single IP"
+);
+
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, from dual-stack sockets) count as IPv4.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -156,7 +162,7 @@ fn from_u128(v: u128, v4: bool) -> IpAddr {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Usage {
     Internet,
@@ -197,7 +203,7 @@ impl Usage {
 }
 
 /// Authentication mechanisms a connector offers (Exchange's Authentication tab).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMechanism {
     /// Offer STARTTLS.
@@ -229,7 +235,7 @@ impl AuthMechanism {
 }
 
 /// Who may submit through a connector (Exchange's Permission Groups tab).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PermissionGroup {
     /// Unauthenticated clients may send to accepted domains.
@@ -290,12 +296,14 @@ fn parse_named<T: Copy>(
     Ok(out)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReceiveConnector {
     pub id: i64,
     pub name: String,
     pub enabled: bool,
     pub usage: Usage,
+    /// IP:PORT pairs.
+    #[schema(value_type = Vec<String>)]
     pub bindings: Vec<SocketAddr>,
     pub remote_ranges: Vec<IpRange>,
     /// Name in the banner, EHLO reply and Received header; `None` = the server's hostname.
@@ -416,13 +424,20 @@ pub fn select(
 }
 
 /// Options as typed on the command line or in a form; `None` leaves a field as is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConnectorInput {
     pub name: Option<String>,
     pub usage: Option<String>,
     pub bindings: Option<Vec<String>>,
     pub remote_ranges: Option<Vec<String>>,
+    /// `null` resets to the server hostname.
+    #[serde(deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>)]
     pub fqdn: Option<Option<String>>,
+    /// `null` resets to the default banner.
+    #[serde(deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>)]
     pub banner: Option<Option<String>>,
     pub auth_mechanisms: Option<Vec<String>>,
     pub permission_groups: Option<Vec<String>>,

@@ -18,7 +18,7 @@ use crate::receive::connector::MB;
 use crate::store::{Store, connectors as rows};
 
 /// Intended use (the New Send Connector wizard's first page); pre-fills defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SendUsage {
     Custom,
@@ -54,7 +54,7 @@ impl SendUsage {
 }
 
 /// How the connector authenticates to its smart hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SendAuth {
     None,
@@ -172,7 +172,13 @@ impl Serialize for SmartHost {
     }
 }
 
-#[derive(Clone, PartialEq, Serialize)]
+crate::string_schema!(
+    SmartHost,
+    "SmartHost",
+    "HOST[:PORT]; IPv6 in brackets, e.g. [2001:db8::1]:25"
+);
+
+#[derive(Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SendConnector {
     pub id: i64,
     pub name: String,
@@ -273,7 +279,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The fields a command, API call or form may set; `None` leaves a field alone.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct SendConnectorInput {
     pub name: Option<String>,
     pub usage: Option<String>,
@@ -282,10 +289,19 @@ pub struct SendConnectorInput {
     pub smart_hosts: Option<Vec<String>>,
     pub port: Option<u16>,
     pub auth: Option<String>,
+    /// `null` removes the user name.
+    #[serde(deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>)]
     pub username: Option<Option<String>>,
+    /// Smart-host password. Write-only: never returned. `null` removes it.
+    #[serde(deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>, write_only, format = Password)]
     pub password: Option<Option<String>>,
     pub require_tls: Option<bool>,
     pub verify_certificate: Option<bool>,
+    /// `null` resets to the server hostname.
+    #[serde(deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>)]
     pub fqdn: Option<Option<String>>,
     pub force_helo: Option<bool>,
     pub max_message_size_mb: Option<u64>,

@@ -107,6 +107,12 @@ impl Serialize for AddressSpace {
     }
 }
 
+crate::string_schema!(
+    AddressSpace,
+    "AddressSpace",
+    "`*`, `contoso.com` or `*.contoso.com`, optionally `;COST` (1-100)"
+);
+
 /// Where mail for one domain goes.
 #[derive(Debug, Clone)]
 pub struct Route {

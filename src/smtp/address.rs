@@ -103,6 +103,12 @@ impl serde::Serialize for EmailAddress {
     }
 }
 
+crate::string_schema!(
+    EmailAddress,
+    "EmailAddress",
+    "An e-mail address (local@domain)"
+);
+
 /// `atext` of RFC 5322 §3.2.3, extended with any non-ASCII character (RFC 6531).
 pub fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric()

@@ -8,7 +8,7 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use super::StoreError;
 use crate::smtp::address::EmailAddress;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DomainType {
     /// Every recipient is local; unknown ones are refused (5.1.1).
@@ -38,7 +38,7 @@ impl DomainType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AcceptedDomain {
     pub id: i64,
     /// `example.com` or `*.example.com`.
@@ -47,7 +47,7 @@ pub struct AcceptedDomain {
     pub is_default: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Mailbox {
     pub id: i64,
     pub primary_address: EmailAddress,
@@ -72,7 +72,7 @@ impl Mailbox {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "id", rename_all = "lowercase")]
 pub enum MemberRef {
     Mailbox(i64),
@@ -80,7 +80,7 @@ pub enum MemberRef {
     Group(i64),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DistributionGroup {
     pub id: i64,
     pub primary_address: EmailAddress,
@@ -92,7 +92,7 @@ pub struct DistributionGroup {
     pub reject_from: Vec<EmailAddress>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MailContact {
     pub id: i64,
     pub name: String,
@@ -102,7 +102,7 @@ pub struct MailContact {
     pub address: Option<EmailAddress>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AddressPolicy {
     pub id: i64,
     pub name: String,
@@ -112,7 +112,7 @@ pub struct AddressPolicy {
     pub templates: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RemoteDomain {
     pub id: i64,
     pub name: String,

@@ -113,7 +113,7 @@ pub struct Query {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventRow {
     pub time: String,
     pub event: String,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dnsmasq;
+pub mod http;
 pub mod peers;
 
 use std::io::{BufRead, BufReader, Read, Write};
