@@ -112,6 +112,8 @@ const POSTS: &[&str] = &[
     "/recipients/mailboxes/remove",
     "/toolbox/queues/action",
     "/toolbox/message/action",
+    "/account/tokens",
+    "/account/tokens/remove",
 ];
 
 #[test]
@@ -531,4 +533,76 @@ fn the_api_accepts_a_console_session_with_its_csrf_header() {
         )
         .contains("admin")
     );
+}
+
+#[test]
+fn api_tokens_are_made_in_the_console_and_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &format!("_csrf={csrf}"),
+            "-d",
+            "name=monitoring",
+            &format!("{base}/account/tokens"),
+        ],
+    );
+    assert_eq!(status, 200, "{page}");
+    let token = page
+        .split("<pre>")
+        .nth(1)
+        .and_then(|r| r.split("</pre>").next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(token.len() > 20, "{page}");
+    // The token works without the cookie jar.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{base}/api/v1/mailboxes"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let (_, account) = curl(d, &[&format!("{base}/account")]);
+    assert!(
+        account.contains("monitoring") && !account.contains(&token),
+        "listed, never shown again"
+    );
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &format!("_csrf={csrf}"),
+            "-d",
+            "name=monitoring",
+            &format!("{base}/account/tokens/remove"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{base}/api/v1/mailboxes"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401", "revoked");
 }

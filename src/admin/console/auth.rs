@@ -189,7 +189,112 @@ pub async fn account(
     page.p.notice = n.notice;
     page.push(Block::Details(vec![("User".into(), s.user.clone())]));
     page.push(Block::Form(password_form()));
+    push_tokens(&state, &mut page).await;
     page.render()
+}
+
+/// The API tokens section: list with Revoke, and a form to make one.
+async fn push_tokens(state: &AdminState, page: &mut Page) {
+    page.push(Block::Heading("API tokens".into()));
+    page.push(Block::Text(
+        "Tokens authenticate scripts against /api/v1 (Authorization: Bearer …). A new token is shown once."
+            .into(),
+    ));
+    let mut t = super::Table::new(
+        "api-tokens",
+        &["Name", "Made by", "Made", "Last used"],
+        "No API tokens.",
+    );
+    for tok in crate::admin::tokens::list(&state.store)
+        .await
+        .unwrap_or_default()
+    {
+        let id = format!(
+            "revoke-token-{}",
+            tok.name
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
+        );
+        t.row(
+            vec![
+                super::cell(&tok.name),
+                super::cell(&tok.created_by),
+                super::cell(&tok.created_at),
+                super::cell(tok.last_used_at.clone().unwrap_or_default()),
+            ],
+            vec![
+                super::Action::post(
+                    &id,
+                    "Revoke",
+                    "/account/tokens/remove",
+                    &[("name", &tok.name)],
+                )
+                .confirmed(),
+            ],
+        );
+    }
+    page.push(Block::Table(t));
+    page.push(Block::Form(token_form()));
+}
+
+fn token_form() -> PageForm {
+    PageForm::post(
+        "new-token",
+        "/account/tokens",
+        "Make token",
+        vec![Field::new("name", "Token name", "text", "").help("e.g. monitoring")],
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn token_new(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let mut page = Page::new(&state, Some(&s), "account", "Account");
+    match crate::admin::tokens::create(&state.store, &f.name, &s.user).await {
+        Ok(t) => {
+            super::audit(&state, &s, "api-token.new", &t.info.name, None).await;
+            page.p.notice = Some(format!(
+                "API token {} made. Copy it now: it is not shown again.",
+                t.info.name
+            ));
+            page.push(Block::Heading("The new token".into()));
+            page.push(Block::Pre(t.token));
+            push_tokens(&state, &mut page).await;
+            page.render()
+        }
+        Err(e) => {
+            let mut form = token_form();
+            form.fields[0].value = f.name.chars().take(200).collect();
+            page.p.error = form.set_error(&e);
+            page.push(Block::Form(form));
+            let mut res = page.render();
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            res
+        }
+    }
+}
+
+pub async fn token_remove(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    match crate::admin::tokens::remove(&state.store, &f.name).await {
+        Ok(t) => {
+            super::audit(&state, &s, "api-token.remove", &t.name, None).await;
+            done("/account", &format!("API token {} revoked.", t.name))
+        }
+        Err(e) => done("/account", &e.to_string()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -351,6 +351,8 @@ pub fn page_routes() -> Router<AdminState> {
         .route("/", get(toolbox::dashboard))
         .route("/logout", post(auth::logout))
         .route("/account", get(auth::account).post(auth::change_password))
+        .route("/account/tokens", post(auth::token_new))
+        .route("/account/tokens/remove", post(auth::token_remove))
         .route("/audit", get(toolbox::audit_log))
         .merge(objects::routes())
         .merge(connectors::routes())
