@@ -81,6 +81,7 @@ const PAGES: &[&str] = &[
     "/org/hub-transport",
     "/org/hub-transport?tab=send-connectors",
     "/org/send-connectors/new",
+    "/server/receive-connectors/new",
     "/server/hub-transport",
     "/server/hub-transport?tab=properties",
     "/recipients/mailboxes",
@@ -114,6 +115,7 @@ const POSTS: &[&str] = &[
     "/toolbox/message/action",
     "/account/tokens",
     "/account/tokens/remove",
+    "/server/receive-connectors/new",
 ];
 
 #[test]
@@ -605,4 +607,71 @@ fn api_tokens_are_made_in_the_console_and_work() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401", "revoked");
+}
+
+#[test]
+fn new_receive_connector_wizard_shows_the_command_then_listens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let port = free_port();
+    let binding = format!("bindings=127.0.0.1:{port}");
+    let url = format!("{base}/server/receive-connectors/new");
+    // The same binding and range as an existing connector: refused beside the field.
+    let taken = format!("bindings=127.0.0.1:{}", s.smtp[0]);
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &format!("_csrf={csrf}"),
+            "-d",
+            "name=Dup&usage=internet",
+            "-d",
+            &taken,
+            &url,
+        ],
+    );
+    assert_eq!(status, 409, "{page}");
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &format!("_csrf={csrf}"),
+            "-d",
+            "name=Relay&usage=custom&remote_ranges=127.0.0.0/8",
+            "-d",
+            &binding,
+            &url,
+        ],
+    );
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("bridgehead receive-connector new --name Relay --usage custom --binding 127.0.0.1:{port} --remote-ip 127.0.0.0/8")), "{page}");
+    assert_eq!(
+        sql(
+            d,
+            "SELECT COUNT(*) FROM receive_connectors WHERE name = 'Relay'"
+        ),
+        "0",
+        "not saved before Create"
+    );
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &format!("_csrf={csrf}"),
+            "-d",
+            "name=Relay&usage=custom&remote_ranges=127.0.0.0/8&step=create",
+            "-d",
+            &binding,
+            &url,
+        ],
+    );
+    assert_eq!(status, 303);
+    assert!(
+        eventually(5, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
+        "the new connector listens"
+    );
 }

@@ -477,6 +477,31 @@ fn check_text(field: &'static str, v: Option<String>, max: usize) -> Result<Opti
     }
 }
 
+/// Applies and validates `input` on a connector pre-filled for `input.usage`,
+/// without saving (the console's wizard checks its answers with this), including
+/// the binding + remote range uniqueness against `existing`.
+pub fn validate_new(
+    existing: &[ReceiveConnector],
+    input: ConnectorInput,
+) -> Result<ReceiveConnector> {
+    let usage = Usage::parse(input.usage.as_deref().unwrap_or("custom"))?;
+    let name = input.name.clone().unwrap_or_default();
+    if input
+        .bindings
+        .as_ref()
+        .is_none_or(|b| b.iter().all(|x| x.trim().is_empty()))
+    {
+        return Err(invalid(
+            "bindings",
+            "a connector needs at least one binding (IP:PORT)",
+        ));
+    }
+    let mut c = ReceiveConnector::template(&name, usage, Vec::new());
+    apply(&mut c, input)?;
+    check_unique(existing, &c)?;
+    Ok(c)
+}
+
 /// Applies `input` onto `c`, validating every field. Usage, when given for a new
 /// connector, has already pre-filled `c` (see [`create`]).
 fn apply(c: &mut ReceiveConnector, input: ConnectorInput) -> Result<()> {

@@ -38,6 +38,10 @@ pub fn routes() -> Router<AdminState> {
             get(server_page).post(server_properties),
         )
         .route("/server/receive-connectors/toggle", post(receive_toggle))
+        .route(
+            "/server/receive-connectors/new",
+            get(receive_wizard).post(receive_wizard_post),
+        )
         .route("/recipients/mailboxes", get(mailboxes))
         .route(
             "/recipients/mailboxes/new",
@@ -1312,4 +1316,209 @@ async fn contacts(State(state): State<AdminState>, Extension(s): Extension<Sessi
         "Create and change contacts with `bridgehead contact` or the API.".into(),
     ));
     page.render()
+}
+
+// ---- New Receive Connector wizard ----
+
+fn receive_wizard_fields(p: &Params) -> Vec<Field> {
+    let v = |k: &str| p.get(k).cloned().unwrap_or_default();
+    vec![
+        Field::new("name", "Name", "text", v("name")),
+        Field::select(
+            "usage",
+            "Intended use",
+            &p.get("usage").cloned().unwrap_or_else(|| "custom".into()),
+            &[
+                ("custom", "Custom"),
+                ("internet", "Internet"),
+                ("internal", "Internal"),
+                ("client", "Client"),
+                ("partner", "Partner"),
+            ],
+        ),
+        Field::new(
+            "bindings",
+            "Local IP addresses and ports",
+            "text",
+            v("bindings"),
+        )
+        .help("Comma-separated IP:PORT, e.g. 0.0.0.0:2525"),
+        Field::new(
+            "remote_ranges",
+            "Remote IP addresses",
+            "text",
+            v("remote_ranges"),
+        )
+        .help("CIDR, a-b ranges or single IPs; empty: all"),
+        Field::new("fqdn", "FQDN for HELO/EHLO and banner", "text", v("fqdn")),
+    ]
+}
+
+fn receive_wizard_input(p: &Params) -> receive::ConnectorInput {
+    receive::ConnectorInput {
+        name: opt(p, "name"),
+        usage: opt(p, "usage"),
+        bindings: opt(p, "bindings").map(|v| vec![v]),
+        remote_ranges: opt(p, "remote_ranges").map(|v| vec![v]),
+        fqdn: opt(p, "fqdn").map(Some),
+        enabled: Some(true),
+        ..Default::default()
+    }
+}
+
+fn receive_command(p: &Params) -> String {
+    let mut cmd = vec![
+        "bridgehead".to_string(),
+        "receive-connector".into(),
+        "new".into(),
+    ];
+    let mut arg = |flag: &str, v: &str| {
+        cmd.push(flag.into());
+        cmd.push(shell_word(v));
+    };
+    arg("--name", &opt(p, "name").unwrap_or_default());
+    arg(
+        "--usage",
+        &opt(p, "usage").unwrap_or_else(|| "custom".into()),
+    );
+    for b in opt(p, "bindings")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        arg("--binding", b);
+    }
+    for r in opt(p, "remote_ranges")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        arg("--remote-ip", r);
+    }
+    if let Some(f) = opt(p, "fqdn") {
+        arg("--fqdn", &f);
+    }
+    cmd.join(" ")
+}
+
+async fn receive_wizard(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Query(q): Query<Params>,
+) -> Response {
+    let mut page = Page::new(&state, Some(&s), "server", "New Receive Connector");
+    page.push(Block::Text(
+        "Choose the intended use (it pre-fills permission groups and authentication: Internet = anonymous with STARTTLS; Client = users with AUTH after TLS; Internal = users and servers; Partner = partners over TLS), where it listens, and whom it serves.".into(),
+    ));
+    page.push(Block::Form(PageForm::post(
+        "receive-wizard",
+        "/server/receive-connectors/new",
+        "Next",
+        receive_wizard_fields(&q),
+    )));
+    page.render()
+}
+
+async fn receive_wizard_post(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let confirmed = p.get("step").is_some_and(|v| v == "create");
+    let input = receive_wizard_input(&p);
+    let page = Page::new(&state, Some(&s), "server", "New Receive Connector");
+    let form = PageForm::post(
+        "receive-wizard",
+        "/server/receive-connectors/new",
+        "Next",
+        receive_wizard_fields(&p),
+    );
+    let existing = match receive::list(&state.store).await {
+        Ok(a) => a,
+        Err(e) => return invalid(page, form, &e),
+    };
+    let probe = match receive::validate_new(&existing, input.clone()) {
+        Ok(c) => c,
+        Err(e) => return invalid(page, form, &e),
+    };
+    if !confirmed {
+        let mut page = page;
+        let mut form = form;
+        page.push(Block::Heading("Summary".into()));
+        page.push(Block::Details(vec![
+            ("Name".into(), probe.name.clone()),
+            ("Intended use".into(), probe.usage.as_str().into()),
+            (
+                "Bindings".into(),
+                probe
+                    .bindings
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "Remote IP ranges".into(),
+                probe
+                    .remote_ranges
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "Permission groups".into(),
+                probe
+                    .permission_groups
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "Authentication".into(),
+                probe
+                    .auth_mechanisms
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ]));
+        page.push(Block::Heading("The same with the command line".into()));
+        page.push(Block::Pre(receive_command(&p)));
+        form.id = "receive-wizard-create".into();
+        form.submit = "Create".into();
+        form.hidden = p
+            .iter()
+            .filter(|(k, _)| k.as_str() != "_csrf" && k.as_str() != "step")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        form.hidden.push(("step".into(), "create".into()));
+        form.fields.clear();
+        page.push(Block::Form(form));
+        return page.render();
+    }
+    match receive::create(&state.store, input).await {
+        Ok(c) => {
+            audit(
+                &state,
+                &s,
+                "receive-connector.new",
+                &c.name,
+                Some(&receive_command(&p)),
+            )
+            .await;
+            done(
+                "/server/hub-transport",
+                &format!(
+                    "Receive connector {} created; it listens within 2 seconds.",
+                    c.name
+                ),
+            )
+        }
+        Err(e) => invalid(page, form, &e),
+    }
 }
