@@ -116,6 +116,8 @@ const POSTS: &[&str] = &[
     "/account/tokens",
     "/account/tokens/remove",
     "/server/receive-connectors/new",
+    "/account/users",
+    "/account/users/remove",
 ];
 
 #[test]
@@ -674,4 +676,69 @@ fn new_receive_connector_wizard_shows_the_command_then_listens() {
             .is_ok()),
         "the new connector listens"
     );
+}
+
+#[test]
+fn more_console_users_can_log_in_and_be_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let tok = format!("_csrf={csrf}");
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "username=bob&password=short",
+            &format!("{base}/account/users"),
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(page.contains("id=\"err-password\""), "{page}");
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "username=bob&password=bobs-long-password",
+            &format!("{base}/account/users"),
+        ],
+    );
+    assert_eq!(status, 303);
+    // bob logs in with his own cookie jar.
+    let bob = tmp.path().join("bob");
+    std::fs::create_dir(&bob).unwrap();
+    let (_, login_page) = curl(&bob, &[&format!("{base}/login")]);
+    let t = field(&login_page, "login_token");
+    let (status, _) = curl(
+        &bob,
+        &[
+            "-d",
+            "username=bob&password=bobs-long-password",
+            "--data-urlencode",
+            &format!("login_token={t}"),
+            &format!("{base}/login"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, _) = curl(&bob, &[&format!("{base}/")]);
+    assert_eq!(status, 200);
+    // Removing him ends his session.
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "username=bob",
+            &format!("{base}/account/users/remove"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, _) = curl(&bob, &[&format!("{base}/")]);
+    assert_eq!(status, 303, "bob's session is gone");
 }

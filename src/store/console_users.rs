@@ -57,3 +57,19 @@ pub async fn set_password(
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+pub async fn list(pool: &SqlitePool) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT username FROM console_users ORDER BY username")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub async fn delete(pool: &SqlitePool, username: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM console_users WHERE username = ?")
+        .bind(username)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -190,7 +190,138 @@ pub async fn account(
     page.push(Block::Details(vec![("User".into(), s.user.clone())]));
     page.push(Block::Form(password_form()));
     push_tokens(&state, &mut page).await;
+    push_users(&state, &s, &mut page).await;
     page.render()
+}
+
+fn user_form() -> PageForm {
+    PageForm::post(
+        "new-user",
+        "/account/users",
+        "Add console user",
+        vec![
+            Field::new("username", "User name", "text", ""),
+            Field::new("password", "Password", "password", "")
+                .help("At least 12 characters; the user changes it after logging in."),
+        ],
+    )
+}
+
+/// The console users section: everyone may add users and remove others.
+async fn push_users(state: &AdminState, s: &Session, page: &mut Page) {
+    page.push(Block::Heading("Console users".into()));
+    let mut t = super::Table::new("console-users", &["User"], "");
+    for u in console_users::list(state.store.pool())
+        .await
+        .unwrap_or_default()
+    {
+        let actions = if u == s.user {
+            vec![]
+        } else {
+            let id = format!(
+                "remove-user-{}",
+                u.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+            );
+            vec![
+                super::Action::post(&id, "Remove", "/account/users/remove", &[("username", &u)])
+                    .confirmed(),
+            ]
+        };
+        t.row(vec![super::cell(&u)], actions);
+    }
+    page.push(Block::Table(t));
+    page.push(Block::Form(user_form()));
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn check_username(name: &str) -> Result<String, String> {
+    let n = name.trim();
+    if n.is_empty()
+        || n.len() > 64
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+    {
+        return Err("1 to 64 letters, digits or . _ - @".into());
+    }
+    Ok(n.to_string())
+}
+
+pub async fn user_new(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(f): Form<UserForm>,
+) -> Response {
+    let mut form = user_form();
+    let name = match check_username(&f.username) {
+        Ok(n) => n,
+        Err(e) => {
+            form.fields[0].error = Some(e);
+            return user_error(&state, &s, form).await;
+        }
+    };
+    form.fields[0].value = name.clone();
+    if let Err(e) = crate::password::check_strength(&f.password) {
+        form.fields[1].error = Some(e.to_string());
+        return user_error(&state, &s, form).await;
+    }
+    let inserted = match crate::password::hash(f.password).await {
+        Ok(hash) => console_users::insert_if_absent(state.store.pool(), &name, &hash).await,
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot hash the password",
+            )
+                .into_response();
+        }
+    };
+    match inserted {
+        Ok(true) => {
+            super::audit(&state, &s, "console-user.new", &name, None).await;
+            done("/account", &format!("Console user {name} added."))
+        }
+        Ok(false) => {
+            form.fields[0].error = Some(format!("a console user named {name} already exists"));
+            user_error(&state, &s, form).await
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot save the user").into_response(),
+    }
+}
+
+async fn user_error(state: &AdminState, s: &Session, form: PageForm) -> Response {
+    let mut page = Page::new(state, Some(s), "account", "Account");
+    page.push(Block::Form(form));
+    let mut res = page.render();
+    *res.status_mut() = StatusCode::BAD_REQUEST;
+    res
+}
+
+pub async fn user_remove(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(f): Form<UserForm>,
+) -> Response {
+    let name = f.username.trim().to_string();
+    if name == s.user {
+        return done("/account", "You cannot remove yourself.");
+    }
+    match console_users::delete(state.store.pool(), &name).await {
+        Ok(true) => {
+            state.sessions.remove_user(&name, None);
+            super::audit(&state, &s, "console-user.remove", &name, None).await;
+            done("/account", &format!("Console user {name} removed."))
+        }
+        _ => done("/account", &format!("No console user named {name}.")),
+    }
 }
 
 /// The API tokens section: list with Revoke, and a form to make one.

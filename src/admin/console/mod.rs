@@ -353,6 +353,8 @@ pub fn page_routes() -> Router<AdminState> {
         .route("/account", get(auth::account).post(auth::change_password))
         .route("/account/tokens", post(auth::token_new))
         .route("/account/tokens/remove", post(auth::token_remove))
+        .route("/account/users", post(auth::user_new))
+        .route("/account/users/remove", post(auth::user_remove))
         .route("/audit", get(toolbox::audit_log))
         .merge(objects::routes())
         .merge(connectors::routes())
