@@ -17,15 +17,17 @@ Exit status 1 if any round lost a message or failed to drain its queue."""
 import argparse
 import random
 import re
+import os
 import shutil
 import smtplib
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(__file__))
 from common import Bridgehead, Sink, bridgehead_bin  # noqa: E402
 
 SUBJECT = re.compile(rb"^Subject: (crash-\S+)", re.M)
@@ -66,6 +68,92 @@ class Client(threading.Thread):
             except (OSError, smtplib.SMTPException):
                 self.errors += 1
                 time.sleep(0.05)  # server down: retry soon
+
+
+def send_one(port, tag, size=4096):
+    """One session, one message; the DATA reply code (or the first 4xx/5xx code),
+    None when the connection failed."""
+    pad = ("x" * 76 + "\r\n") * (size // 78)
+    msg = (f"From: load@elsewhere.test\r\nTo: someone@remote.test\r\n"
+           f"Subject: {tag}\r\nMessage-ID: <{tag}@bench.test>\r\n\r\nbody of {tag}\r\n{pad}")
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=15) as s:
+            s.ehlo("load.test")
+            for code, _ in (s.mail("load@elsewhere.test"), s.rcpt("someone@remote.test")):
+                if code >= 400:
+                    return code
+            return s.data(msg.encode())[0]
+    except smtplib.SMTPResponseException as e:
+        return e.smtp_code
+    except (OSError, smtplib.SMTPException) as e:
+        return type(e).__name__  # no SMTP reply: the connection failed
+
+
+def disk_full_round(args, binary, base):
+    """The data directory on a 16 MB tmpfs filled to the last byte: the server must
+    refuse with 4xx (never a 250 it cannot keep), stay up, and accept and deliver
+    again once space is freed."""
+    work = tempfile.mkdtemp(prefix="diskfull-", dir=base)
+    mnt = f"{work}/bh"
+    os.makedirs(mnt)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt]).returncode != 0:
+        print("disk-full: cannot mount a tmpfs (needs root); skipped")
+        return True
+    sink = Sink(f"{work}/sink")
+    bh = Bridgehead(mnt, binary)
+    try:
+        bh.setup_relay(sink.port)
+        bh.start()
+        acked = []
+        for i in range(5):  # warm up: the database and spool directories exist
+            if send_one(bh.port, f"crash-df-warm-{i}") == 250:
+                acked.append(f"crash-df-warm-{i}")
+        filler = f"{mnt}/filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        full = Counter()
+        for i in range(20):
+            tag = f"crash-df-full-{i}"
+            code = send_one(bh.port, tag)
+            full[code] += 1
+            if code == 250:
+                acked.append(tag)
+        alive = bh.proc.poll() is None
+        os.unlink(filler)
+        time.sleep(1)
+        after = Counter()
+        for i in range(20):
+            tag = f"crash-df-after-{i}"
+            code = send_one(bh.port, tag)
+            after[code] += 1
+            if code == 250:
+                acked.append(tag)
+        deadline = time.time() + args.drain_timeout
+        while time.time() < deadline and bh.queued() != 0:
+            time.sleep(0.2)
+        drained = bh.queued() == 0
+        time.sleep(0.5)
+        seen = received(sink)
+        lost = sorted(set(acked) - set(seen))
+        dups = sum(n - 1 for n in seen.values() if n > 1)
+        ok = alive and drained and not lost and after.get(250, 0) == 20
+        print(f"disk-full: while full {dict(full)}, server {'up' if alive else 'DIED'}; after freeing "
+              f"{dict(after)}; acked {len(acked)}, lost {len(lost)}, duplicates {dups}, "
+              f"queue {'empty' if drained else 'NOT DRAINED'}{'' if ok else '  <-- FAIL'}", flush=True)
+        if not ok:
+            tail = open(f"{mnt}/server.log", errors="replace").read()[-1500:]
+            print("   server.log tail:\n" + tail)
+        return ok
+    finally:
+        bh.stop()
+        sink.stop()
+        subprocess.run(["umount", mnt])
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def received(sink):
@@ -143,6 +231,8 @@ def main():
                     help="seconds of load after the restart (default 1)")
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--seed", type=int, help="random seed (kill moments)")
+    ap.add_argument("--disk-full", action="store_true",
+                    help="also run a disk-full round (data dir on a full 16 MB tmpfs; root)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directories")
     args = ap.parse_args()
     if args.seed is not None:
@@ -162,6 +252,8 @@ def main():
             print(f"   kept {work} for inspection")
         elif not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    if args.disk_full and not disk_full_round(args, binary, base):
+        failed += 1
     if failed == 0 and not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     print(f"summary: {args.rounds} rounds, {total_acked} acknowledged, {total_lost} lost, "
