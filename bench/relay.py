@@ -168,6 +168,11 @@ def table(rows):
     return "\n".join(out)
 
 
+def fstype(path):
+    out = subprocess.run(["df", "--output=fstype", path], capture_output=True, text=True).stdout.split()
+    return out[-1] if len(out) > 1 else "?"
+
+
 def machine():
     model = "?"
     try:
@@ -186,7 +191,7 @@ def machine():
         pass
     pf = subprocess.run(["postconf", "-h", "mail_version"], capture_output=True, text=True).stdout.strip()
     return (f"{os.cpu_count()} CPUs ({model}), {mem / 1024:.1f} GiB RAM, {platform.system()} {platform.release()}, "
-            f"Postfix {pf}, disk for queues: {subprocess.run(['df', '-T', '--output=fstype', tempfile.gettempdir()], capture_output=True, text=True).stdout.split()[-1]}")
+            f"Postfix {pf}, disk for queues: {fstype(os.environ.get('TMPDIR', '/var/tmp'))}")
 
 
 def main():
