@@ -118,6 +118,10 @@ const POSTS: &[&str] = &[
     "/server/receive-connectors/new",
     "/account/users",
     "/account/users/remove",
+    "/recipients/groups",
+    "/recipients/groups/remove",
+    "/recipients/contacts",
+    "/recipients/contacts/remove",
 ];
 
 #[test]
@@ -741,4 +745,101 @@ fn more_console_users_can_log_in_and_be_removed() {
     assert_eq!(status, 303);
     let (status, _) = curl(&bob, &[&format!("{base}/")]);
     assert_eq!(status, 303, "bob's session is gone");
+}
+
+#[test]
+fn groups_and_contacts_are_made_and_removed_in_the_console() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let tok = format!("_csrf={csrf}");
+    curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=example.com&type=authoritative",
+            &format!("{base}/org/accepted-domains/new"),
+        ],
+    );
+    curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=alice@example.com&display_name=Alice",
+            &format!("{base}/recipients/mailboxes/new"),
+        ],
+    );
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=partner&external_address=pat@partner.test",
+            &format!("{base}/recipients/contacts"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=sales@example.com&members=alice@example.com,nobody@example.com",
+            &format!("{base}/recipients/groups"),
+        ],
+    );
+    assert_eq!(status, 400, "an unknown member is refused");
+    assert!(page.contains("nobody@example.com"), "{page}");
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=sales@example.com&members=alice@example.com,partner&only_authenticated=true",
+            &format!("{base}/recipients/groups"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let show = stdout(&cli(d, &["group", "show", "sales@example.com"]));
+    assert!(
+        show.contains("alice@example.com") && show.contains("pat@partner.test")
+            || show.contains("partner"),
+        "{show}"
+    );
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=sales@example.com",
+            &format!("{base}/recipients/groups/remove"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=partner",
+            &format!("{base}/recipients/contacts/remove"),
+        ],
+    );
+    assert_eq!(status, 303);
+    assert_eq!(
+        sql(d, "SELECT COUNT(*) FROM distribution_groups")
+            + &sql(d, "SELECT COUNT(*) FROM mail_contacts"),
+        "00"
+    );
 }

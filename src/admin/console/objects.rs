@@ -52,8 +52,10 @@ pub fn routes() -> Router<AdminState> {
             get(mailbox_props).post(mailbox_props_post),
         )
         .route("/recipients/mailboxes/remove", post(mailbox_remove))
-        .route("/recipients/groups", get(groups))
-        .route("/recipients/contacts", get(contacts))
+        .route("/recipients/groups", get(groups).post(group_new))
+        .route("/recipients/groups/remove", post(group_remove))
+        .route("/recipients/contacts", get(contacts).post(contact_new))
+        .route("/recipients/contacts/remove", post(contact_remove))
 }
 
 fn opt(p: &Params, k: &str) -> Option<String> {
@@ -1264,13 +1266,19 @@ async fn groups(State(state): State<AdminState>, Extension(s): Extension<Session
                 cell(list(&g.accept_from)),
                 cell(list(&g.reject_from)),
             ],
-            vec![],
+            vec![
+                Action::post(
+                    &format!("remove-group-{}", g.id),
+                    "Remove",
+                    "/recipients/groups/remove",
+                    &[("address", &g.primary_address.to_string())],
+                )
+                .confirmed(),
+            ],
         );
     }
     page.push(Block::Table(t));
-    page.push(Block::Text(
-        "Create and change groups with `bridgehead group` or the API.".into(),
-    ));
+    page.push(Block::Form(group_form(&Params::new())));
     page.render()
 }
 
@@ -1308,14 +1316,198 @@ async fn contacts(State(state): State<AdminState>, Extension(s): Extension<Sessi
                         .unwrap_or_default(),
                 ),
             ],
-            vec![],
+            vec![
+                Action::post(
+                    &format!("remove-contact-{}", c.id),
+                    "Remove",
+                    "/recipients/contacts/remove",
+                    &[("name", &c.name)],
+                )
+                .confirmed(),
+            ],
         );
     }
     page.push(Block::Table(t));
-    page.push(Block::Text(
-        "Create and change contacts with `bridgehead contact` or the API.".into(),
-    ));
+    page.push(Block::Form(contact_form(&Params::new())));
     page.render()
+}
+
+fn split(p: &Params, k: &str) -> Vec<String> {
+    p.get(k)
+        .map(|v| {
+            v.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn group_form(p: &Params) -> PageForm {
+    let v = |k: &str| p.get(k).cloned().unwrap_or_default();
+    PageForm::post(
+        "new-group",
+        "/recipients/groups",
+        "New distribution group",
+        vec![
+            Field::new("address", "E-mail address", "text", v("address")),
+            Field::new("display_name", "Display name", "text", v("display_name")),
+            Field::new("members", "Members", "textarea", v("members")).help(
+                "Comma-separated addresses of mailboxes, groups or contacts (or contact names)",
+            ),
+            Field::new(
+                "only_authenticated",
+                "Only accept from authenticated senders",
+                "checkbox",
+                v("only_authenticated"),
+            ),
+            Field::new("accept_from", "Accept only from", "text", v("accept_from"))
+                .help("Comma-separated; empty: everyone"),
+            Field::new("reject_from", "Reject from", "text", v("reject_from")),
+        ],
+    )
+}
+
+async fn group_new(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let new = recipients::NewGroup {
+        address: opt(&p, "address").unwrap_or_default(),
+        display_name: opt(&p, "display_name"),
+        members: split(&p, "members"),
+        only_authenticated: checked(&p, "only_authenticated"),
+        accept_from: split(&p, "accept_from"),
+        reject_from: split(&p, "reject_from"),
+    };
+    match recipients::create_group(&state.store, new).await {
+        Ok(g) => {
+            audit(
+                &state,
+                &s,
+                "group.new",
+                &g.primary_address.to_string(),
+                None,
+            )
+            .await;
+            done(
+                "/recipients/groups",
+                &format!("Group {} created.", g.primary_address),
+            )
+        }
+        Err(e) => invalid(
+            recipient_page(
+                &state,
+                &s,
+                "groups",
+                "Recipient Configuration › Distribution Groups",
+            ),
+            group_form(&p),
+            &e,
+        ),
+    }
+}
+
+async fn group_remove(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let address = opt(&p, "address").unwrap_or_default();
+    match recipients::remove_group(&state.store, &address).await {
+        Ok(g) => {
+            audit(
+                &state,
+                &s,
+                "group.remove",
+                &g.primary_address.to_string(),
+                None,
+            )
+            .await;
+            done(
+                "/recipients/groups",
+                &format!("Group {} removed.", g.primary_address),
+            )
+        }
+        Err(e) => done("/recipients/groups", &e.to_string()),
+    }
+}
+
+fn contact_form(p: &Params) -> PageForm {
+    let v = |k: &str| p.get(k).cloned().unwrap_or_default();
+    PageForm::post(
+        "new-contact",
+        "/recipients/contacts",
+        "New mail contact",
+        vec![
+            Field::new("name", "Name", "text", v("name")),
+            Field::new("display_name", "Display name", "text", v("display_name")),
+            Field::new(
+                "external_address",
+                "External e-mail address",
+                "text",
+                v("external_address"),
+            ),
+            Field::new(
+                "address",
+                "Address in the organization",
+                "text",
+                v("address"),
+            )
+            .help("Optional, e.g. partner@example.com"),
+        ],
+    )
+}
+
+async fn contact_new(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let new = recipients::NewContact {
+        name: opt(&p, "name").unwrap_or_default(),
+        display_name: opt(&p, "display_name"),
+        external_address: opt(&p, "external_address").unwrap_or_default(),
+        address: opt(&p, "address"),
+    };
+    match recipients::create_contact(&state.store, new).await {
+        Ok(c) => {
+            audit(&state, &s, "contact.new", &c.name, None).await;
+            done(
+                "/recipients/contacts",
+                &format!("Contact {} created.", c.name),
+            )
+        }
+        Err(e) => invalid(
+            recipient_page(
+                &state,
+                &s,
+                "contacts",
+                "Recipient Configuration › Mail Contacts",
+            ),
+            contact_form(&p),
+            &e,
+        ),
+    }
+}
+
+async fn contact_remove(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let name = opt(&p, "name").unwrap_or_default();
+    match recipients::remove_contact(&state.store, &name).await {
+        Ok(c) => {
+            audit(&state, &s, "contact.remove", &c.name, None).await;
+            done(
+                "/recipients/contacts",
+                &format!("Contact {} removed.", c.name),
+            )
+        }
+        Err(e) => done("/recipients/contacts", &e.to_string()),
+    }
 }
 
 // ---- New Receive Connector wizard ----
