@@ -122,6 +122,10 @@ const POSTS: &[&str] = &[
     "/recipients/groups/remove",
     "/recipients/contacts",
     "/recipients/contacts/remove",
+    "/org/remote-domains/new",
+    "/org/remote-domains/remove",
+    "/org/address-policies/new",
+    "/org/address-policies/remove",
 ];
 
 #[test]
@@ -842,4 +846,111 @@ fn groups_and_contacts_are_made_and_removed_in_the_console() {
             + &sql(d, "SELECT COUNT(*) FROM mail_contacts"),
         "00"
     );
+}
+
+#[test]
+fn remote_domains_and_address_policies_in_the_console() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, d);
+    let tok = format!("_csrf={csrf}");
+    curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=example.com&type=authoritative",
+            &format!("{base}/org/accepted-domains/new"),
+        ],
+    );
+    curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=alice@example.com&display_name=Alice&given_name=Alice&surname=Smith",
+            &format!("{base}/recipients/mailboxes/new"),
+        ],
+    );
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "domain=partner.test&name=Partner&allow_ndr=true",
+            &format!("{base}/org/remote-domains/new"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "domain=bad domain",
+            &format!("{base}/org/remote-domains/new"),
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(page.contains("id=\"err-domain\""), "{page}");
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=Std",
+            "--data-urlencode",
+            "templates=%q@example.com",
+            &format!("{base}/org/address-policies/new"),
+        ],
+    );
+    assert_eq!(status, 400, "{page}");
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=Std&apply=true",
+            "--data-urlencode",
+            "templates=%g.%s@example.com",
+            &format!("{base}/org/address-policies/new"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let show = stdout(&cli(d, &["mailbox", "show", "alice@example.com"]));
+    assert!(
+        show.to_lowercase().contains("alice.smith@example.com"),
+        "applied: {show}"
+    );
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "name=Std",
+            &format!("{base}/org/address-policies/remove"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "domain=partner.test",
+            &format!("{base}/org/remote-domains/remove"),
+        ],
+    );
+    assert_eq!(status, 303);
+    assert_eq!(sql(d, "SELECT COUNT(*) FROM address_policies"), "0");
 }

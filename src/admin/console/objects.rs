@@ -27,6 +27,10 @@ pub fn routes() -> Router<AdminState> {
         .route("/org/accepted-domains/new", post(accepted_domain_new))
         .route("/org/accepted-domains/remove", post(accepted_domain_remove))
         .route("/org/address-policies/apply", post(policy_apply))
+        .route("/org/address-policies/new", post(policy_new))
+        .route("/org/address-policies/remove", post(policy_remove))
+        .route("/org/remote-domains/new", post(remote_domain_new))
+        .route("/org/remote-domains/remove", post(remote_domain_remove))
         .route(
             "/org/send-connectors/new",
             get(send_wizard).post(send_wizard_post),
@@ -162,11 +166,11 @@ async fn org_page(
             for r in dir.remote_domains() {
                 t.row(
                     vec![cell(&r.name), cell(&r.domain), cell(yes_no(r.allow_out_of_office)), cell(yes_no(r.allow_auto_reply)), cell(yes_no(r.allow_auto_forward)), cell(yes_no(r.allow_delivery_reports)), cell(yes_no(r.allow_ndr))],
-                    vec![],
+                    if r.domain == "*" { vec![] } else { vec![Action::post(&format!("remove-remote-{}", r.id), "Remove", "/org/remote-domains/remove", &[("domain", &r.domain)]).confirmed()] },
                 );
             }
             page.push(Block::Table(t));
-            page.push(Block::Text("Create and change remote domains with `bridgehead remote-domain` or the API.".into()));
+            page.push(Block::Form(remote_domain_form(&Params::new())));
         }
         "accepted-domains" => {
             let mut t = Table::new("accepted-domains", &["Name", "Type", "Default"], "No accepted domain yet: the server accepts no mail.");
@@ -184,10 +188,14 @@ async fn org_page(
             for p in dir.policies() {
                 t.row(
                     vec![cell(p.priority.to_string()), cell(&p.name), cell(p.filter_domain.clone().unwrap_or_else(|| "All recipients".into())), cell(p.templates.join(", "))],
-                    vec![Action::post(&format!("apply-policy-{}", p.id), "Apply", "/org/address-policies/apply", &[("name", &p.name)])],
+                    vec![
+                        Action::post(&format!("apply-policy-{}", p.id), "Apply", "/org/address-policies/apply", &[("name", &p.name)]),
+                        Action::post(&format!("remove-policy-{}", p.id), "Remove", "/org/address-policies/remove", &[("name", &p.name)]).confirmed(),
+                    ],
                 );
             }
             page.push(Block::Table(t));
+            page.push(Block::Form(policy_form(&Params::new())));
         }
         "transport-rules" => page.push(Block::Text(
             "Transport rules come in a later release of Bridgehead. Nothing is configured here yet.".into(),
@@ -1713,4 +1721,227 @@ async fn receive_wizard_post(
         }
         Err(e) => invalid(page, form, &e),
     }
+}
+
+// ---- Remote domains and address policies ----
+
+fn remote_domain_form(p: &Params) -> PageForm {
+    let v = |k: &str| p.get(k).cloned().unwrap_or_default();
+    let on = |k: &str| {
+        if p.is_empty() {
+            "true".to_string()
+        } else {
+            v(k)
+        }
+    };
+    PageForm::post(
+        "new-remote-domain",
+        "/org/remote-domains/new",
+        "New remote domain",
+        vec![
+            Field::new("domain", "Domain", "text", v("domain"))
+                .help("contoso.com or *.contoso.com"),
+            Field::new("name", "Name", "text", v("name")),
+            Field::new(
+                "allow_out_of_office",
+                "Allow out-of-office messages",
+                "checkbox",
+                on("allow_out_of_office"),
+            ),
+            Field::new(
+                "allow_auto_reply",
+                "Allow automatic replies",
+                "checkbox",
+                on("allow_auto_reply"),
+            ),
+            Field::new(
+                "allow_auto_forward",
+                "Allow automatic forwards",
+                "checkbox",
+                on("allow_auto_forward"),
+            ),
+            Field::new(
+                "allow_delivery_reports",
+                "Allow delivery reports",
+                "checkbox",
+                on("allow_delivery_reports"),
+            ),
+            Field::new(
+                "allow_ndr",
+                "Allow non-delivery reports",
+                "checkbox",
+                on("allow_ndr"),
+            ),
+        ],
+    )
+}
+
+fn org_tab_page(state: &AdminState, s: &Session, tab: &str) -> Page {
+    Page::new(
+        state,
+        Some(s),
+        "org",
+        "Organization Configuration › Hub Transport",
+    )
+    .tabs("/org/hub-transport", ORG_TABS, tab)
+}
+
+async fn remote_domain_new(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let domain = opt(&p, "domain").unwrap_or_default();
+    let input = crate::directory::remote_domains::RemoteDomainInput {
+        name: opt(&p, "name"),
+        allow_out_of_office: Some(checked(&p, "allow_out_of_office")),
+        allow_auto_reply: Some(checked(&p, "allow_auto_reply")),
+        allow_auto_forward: Some(checked(&p, "allow_auto_forward")),
+        allow_delivery_reports: Some(checked(&p, "allow_delivery_reports")),
+        allow_ndr: Some(checked(&p, "allow_ndr")),
+        ..Default::default()
+    };
+    match crate::directory::remote_domains::create(&state.store, &domain, input).await {
+        Ok(r) => {
+            audit(&state, &s, "remote-domain.new", &r.domain, None).await;
+            done(
+                "/org/hub-transport?tab=remote-domains",
+                &format!("Remote domain {} created.", r.domain),
+            )
+        }
+        Err(e) => invalid(
+            org_tab_page(&state, &s, "remote-domains"),
+            remote_domain_form(&p),
+            &e,
+        ),
+    }
+}
+
+async fn remote_domain_remove(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let domain = opt(&p, "domain").unwrap_or_default();
+    match crate::directory::remote_domains::remove(&state.store, &domain).await {
+        Ok(r) => {
+            audit(&state, &s, "remote-domain.remove", &r.domain, None).await;
+            done(
+                "/org/hub-transport?tab=remote-domains",
+                &format!("Remote domain {} removed.", r.domain),
+            )
+        }
+        Err(e) => done("/org/hub-transport?tab=remote-domains", &e.to_string()),
+    }
+}
+
+fn policy_form(p: &Params) -> PageForm {
+    let v = |k: &str| p.get(k).cloned().unwrap_or_default();
+    PageForm::post(
+        "new-policy",
+        "/org/address-policies/new",
+        "New e-mail address policy",
+        vec![
+            Field::new("name", "Name", "text", v("name")),
+            Field::new("templates", "Address templates", "text", v("templates")).help(
+                "Comma-separated, the first is primary: %g.%s@example.com, %1g%s@example.com",
+            ),
+            Field::new("priority", "Priority", "number", v("priority"))
+                .help("1 is the highest; empty: lowest"),
+            Field::new(
+                "filter_domain",
+                "Only for recipients in domain",
+                "text",
+                v("filter_domain"),
+            )
+            .help("Empty: all recipients"),
+            Field::new(
+                "apply",
+                "Apply to existing mailboxes now",
+                "checkbox",
+                v("apply"),
+            ),
+        ],
+    )
+}
+
+async fn policy_new(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let priority = match opt(&p, "priority").map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            let e = crate::directory::invalid("priority", "the priority is a whole number");
+            return invalid(
+                org_tab_page(&state, &s, "address-policies"),
+                policy_form(&p),
+                &e,
+            );
+        }
+    };
+    let input = policies::PolicyInput {
+        name: opt(&p, "name").unwrap_or_default(),
+        priority,
+        filter_domain: opt(&p, "filter_domain"),
+        templates: split_list(&p, "templates"),
+    };
+    match policies::create(&state.store, input).await {
+        Ok(pol) => {
+            audit(
+                &state,
+                &s,
+                "address-policy.new",
+                &pol.name,
+                Some(&pol.templates.join(", ")),
+            )
+            .await;
+            let mut note = format!("Policy {} created.", pol.name);
+            if checked(&p, "apply") {
+                match policies::apply(&state.store, &pol.name).await {
+                    Ok(stamped) => {
+                        note.push_str(&format!(" Applied to {} mailbox(es).", stamped.len()))
+                    }
+                    Err(e) => note.push_str(&format!(" Not applied: {e}")),
+                }
+            }
+            done("/org/hub-transport?tab=address-policies", &note)
+        }
+        Err(e) => invalid(
+            org_tab_page(&state, &s, "address-policies"),
+            policy_form(&p),
+            &e,
+        ),
+    }
+}
+
+async fn policy_remove(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let name = opt(&p, "name").unwrap_or_default();
+    match policies::remove(&state.store, &name).await {
+        Ok(pol) => {
+            audit(&state, &s, "address-policy.remove", &pol.name, None).await;
+            done(
+                "/org/hub-transport?tab=address-policies",
+                &format!("Policy {} removed.", pol.name),
+            )
+        }
+        Err(e) => done("/org/hub-transport?tab=address-policies", &e.to_string()),
+    }
+}
+
+fn split_list(p: &Params, k: &str) -> Vec<String> {
+    p.get(k)
+        .map(|v| {
+            v.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
