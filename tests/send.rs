@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::dnsmasq::Dnsmasq;
 use common::peers::{Aiosmtpd, Pki, SmtpSink};
@@ -530,7 +529,6 @@ fn dns_routing_follows_mx_preference_implicit_mx_and_null_mx() {
         track.contains("Internet [mx.ext.test]"),
         "next hop named by connector and domain: {track}"
     );
-    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// The last error the Queue Viewer shows for a next hop whose name starts with `prefix`.
@@ -741,5 +739,14 @@ fn one_connection_carries_several_messages_to_a_hop() {
             .iter()
             .any(|l| l.eq_ignore_ascii_case("RSET")),
         "a pooled connection is checked with RSET"
+    );
+    // Two recipients of one message for the same hop: one transaction.
+    send(&s, "bob@ext.test,carol@ext.test", "two at once");
+    assert!(eventually(10, || peer.messages().len() >= 6));
+    let last = peer.messages().pop().unwrap();
+    assert_eq!(
+        last.rcpts(),
+        ["bob@ext.test", "carol@ext.test"],
+        "several recipients per transaction"
     );
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::output::{Table, details, json, list, yes_no};
+use super::output::{Table, details, done, json, list, yes_no};
 use crate::receive::connector::{self, ConnectorInput, ReceiveConnector};
 use crate::store::Store;
 
@@ -193,10 +193,6 @@ fn show_text(c: &ReceiveConnector) -> String {
     ])
     .trim_end()
     .to_string()
-}
-
-fn done(as_json: bool, c: &ReceiveConnector, text: String) -> Result<String> {
-    if as_json { json(c) } else { Ok(text + "\n") }
 }
 
 pub async fn receive(store: &Store, cmd: ReceiveConnectorCmd, as_json: bool) -> Result<String> {

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::Command;
-use super::output::{Table, details, json, list, yes_no};
+use super::output::{Table, details, done, json, list, yes_no};
 use crate::directory::{
     self, Directory, domains, policies,
     recipients::{
@@ -57,14 +57,6 @@ fn parse_optional_number(s: &str) -> Result<Limit, String> {
             .parse()
             .map(|v| Limit(Some(v)))
             .map_err(|_| format!("expected a number or `none`, got `{s}`")),
-    }
-}
-
-fn done(as_json: bool, value: &impl serde::Serialize, text: String) -> Result<String> {
-    if as_json {
-        json(value)
-    } else {
-        Ok(text + "\n")
     }
 }
 

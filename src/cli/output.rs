@@ -65,6 +65,16 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
+/// The answer to a command that changed one object: the object as JSON with
+/// `--json`, else a one-line confirmation.
+pub fn done(as_json: bool, value: &impl Serialize, text: String) -> anyhow::Result<String> {
+    if as_json {
+        json(value)
+    } else {
+        Ok(text + "\n")
+    }
+}
+
 pub fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::output::{Table, details, json, list, yes_no};
+use super::output::{Table, details, done, json, list, yes_no};
 use crate::receive::connector::MB;
 use crate::routing::connector::{self, SendConnector, SendConnectorInput};
 use crate::store::Store;
@@ -142,14 +142,6 @@ pub enum SendConnectorCmd {
     },
 }
 
-fn route_text(c: &SendConnector) -> String {
-    if c.dns_routing {
-        format!("DNS MX (port {})", c.port)
-    } else {
-        list(&c.smart_hosts)
-    }
-}
-
 fn show_text(c: &SendConnector) -> String {
     let credentials = match (&c.username, &c.password) {
         (Some(u), Some(_)) => format!("{u} (password set)"),
@@ -161,7 +153,7 @@ fn show_text(c: &SendConnector) -> String {
         ("Enabled", yes_no(c.enabled)),
         ("Usage", c.usage.as_str().into()),
         ("Address spaces", list(&c.address_spaces)),
-        ("Route", route_text(c)),
+        ("Route", c.route_text()),
         ("Port", c.port.to_string()),
         ("Authentication", c.auth.as_str().into()),
         ("Credentials", credentials),
@@ -186,10 +178,6 @@ fn show_text(c: &SendConnector) -> String {
     .to_string()
 }
 
-fn done(as_json: bool, c: &SendConnector, text: String) -> Result<String> {
-    if as_json { json(c) } else { Ok(text + "\n") }
-}
-
 pub async fn send(store: &Store, cmd: SendConnectorCmd, as_json: bool) -> Result<String> {
     match cmd {
         SendConnectorCmd::New {
@@ -204,7 +192,7 @@ pub async fn send(store: &Store, cmd: SendConnectorCmd, as_json: bool) -> Result
                 "send connector {} created for {} via {}",
                 c.name,
                 list(&c.address_spaces),
-                route_text(&c)
+                c.route_text()
             );
             done(as_json, &c, text)
         }
@@ -228,7 +216,7 @@ pub async fn send(store: &Store, cmd: SendConnectorCmd, as_json: bool) -> Result
                     yes_no(c.enabled),
                     c.usage.as_str().into(),
                     list(&c.address_spaces),
-                    route_text(c),
+                    c.route_text(),
                     c.auth.as_str().into(),
                     if c.require_tls {
                         "required"

@@ -123,9 +123,12 @@ impl RemoteDelivery {
                 errors.push(format!("{}: no server address found", c.name));
                 continue;
             }
-            let config = self.client_config(c);
+            // Pooled connections are keyed by this: a changed connector never
+            // reuses one made under its old settings.
+            let generation = c.generation();
             for (name, addr) in targets {
-                let mut conn = match self.connect(c, &name, addr, &config).await {
+                let key = (generation.clone(), addr);
+                let mut conn = match self.connect(c, &name, &key).await {
                     Ok(conn) => conn,
                     Err(e) => {
                         tracing::info!(connector = %c.name, server = %name, %addr, error = %e, "cannot connect");
@@ -137,7 +140,7 @@ impl RemoteDelivery {
                 return match conn.send(tx).await {
                     Ok(outcomes) => {
                         let remote_dsn = conn.extensions().dsn;
-                        self.put_back(c, addr, conn);
+                        self.put_back(key, conn);
                         HopOutcome::Done {
                             outcomes,
                             connector: c.name.clone(),
@@ -286,17 +289,15 @@ impl RemoteDelivery {
         &self,
         c: &SendConnector,
         name: &str,
-        addr: SocketAddr,
-        config: &Arc<ClientConfig>,
+        key: &(String, SocketAddr),
     ) -> Result<Connection, String> {
-        let key = (c.generation(), addr);
-        while let Some(mut idle) = self.take_idle(&key) {
+        while let Some(mut idle) = self.take_idle(key) {
             if idle.conn.reset().await.is_ok() {
                 return Ok(idle.conn);
             }
         }
         // The client's error names the server and address itself.
-        Connection::open(addr, name, config.clone())
+        Connection::open(key.1, name, self.client_config(c))
             .await
             .map_err(|e| e.to_string())
     }
@@ -313,12 +314,12 @@ impl RemoteDelivery {
         None
     }
 
-    fn put_back(&self, c: &SendConnector, addr: SocketAddr, conn: Connection) {
+    fn put_back(&self, key: (String, SocketAddr), conn: Connection) {
         if !conn.is_usable() {
             return; // after a 421 or an error: dropping it closes the socket
         }
         if let Ok(mut pool) = self.pool.lock() {
-            let list = pool.entry((c.generation(), addr)).or_default();
+            let list = pool.entry(key).or_default();
             list.retain(|i| i.since.elapsed() < IDLE);
             if list.len() < MAX_IDLE_PER_SERVER {
                 list.push(Idle {

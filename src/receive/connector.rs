@@ -485,7 +485,10 @@ pub fn validate_new(
     input: ConnectorInput,
 ) -> Result<ReceiveConnector> {
     let usage = Usage::parse(input.usage.as_deref().unwrap_or("custom"))?;
-    let name = input.name.clone().unwrap_or_default();
+    let name = input
+        .name
+        .clone()
+        .ok_or_else(|| invalid("name", "a connector needs a name"))?;
     if input
         .bindings
         .as_ref()
@@ -659,21 +662,7 @@ pub fn find<'a>(all: &'a [ReceiveConnector], name: &str) -> Result<&'a ReceiveCo
 }
 
 pub async fn create(store: &Store, input: ConnectorInput) -> Result<ReceiveConnector> {
-    let all = list(store).await?;
-    let usage = Usage::parse(input.usage.as_deref().unwrap_or("custom"))?;
-    let name = input
-        .name
-        .clone()
-        .ok_or_else(|| invalid("name", "a connector needs a name"))?;
-    if input.bindings.as_ref().is_none_or(|b| b.is_empty()) {
-        return Err(invalid(
-            "bindings",
-            "a connector needs at least one binding (IP:PORT)",
-        ));
-    }
-    let mut c = ReceiveConnector::template(&name, usage, Vec::new());
-    apply(&mut c, input)?;
-    check_unique(&all, &c)?;
+    let mut c = validate_new(&list(store).await?, input)?;
     c.id = rows::insert_receive(store.pool(), &c).await.map_err(|e| {
         crate::directory::conflict_on_unique(e, || {
             "a receive connector of that name already exists".into()

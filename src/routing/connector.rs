@@ -263,6 +263,16 @@ impl SendConnector {
         }
     }
 
+    /// Where the connector sends mail, for lists and summaries.
+    pub fn route_text(&self) -> String {
+        if self.dns_routing {
+            format!("DNS MX (port {})", self.port)
+        } else {
+            let hosts: Vec<String> = self.smart_hosts.iter().map(ToString::to_string).collect();
+            hosts.join(", ")
+        }
+    }
+
     /// A key that changes whenever anything affecting a connection changes, so
     /// pooled connections made under an older configuration are not reused.
     pub fn generation(&self) -> String {
@@ -453,10 +463,22 @@ fn apply(c: &mut SendConnector, input: SendConnectorInput) -> Result<()> {
     check_whole(c)
 }
 
-/// Applies and validates `input` on `c` without saving (the console's wizard
-/// checks its answers with this before showing the summary).
-pub fn validate(c: &mut SendConnector, input: SendConnectorInput) -> Result<()> {
-    apply(c, input)
+/// The connector [`create`] would make from `input` (pre-filled for its usage,
+/// validated, its name free among `existing`), without saving it: the console's
+/// wizard shows this on its summary page.
+pub fn validate_new(
+    existing: &[SendConnector],
+    input: SendConnectorInput,
+) -> Result<SendConnector> {
+    let usage = SendUsage::parse(input.usage.as_deref().unwrap_or("custom"))?;
+    let name = input
+        .name
+        .clone()
+        .ok_or_else(|| invalid("name", "a send connector needs a name"))?;
+    let mut c = SendConnector::template(&name, usage);
+    apply(&mut c, input)?;
+    check_name_free(existing, &c)?;
+    Ok(c)
 }
 
 /// Rules between fields, checked after every change.
@@ -515,15 +537,7 @@ fn check_name_free(all: &[SendConnector], c: &SendConnector) -> Result<()> {
 }
 
 pub async fn create(store: &Store, input: SendConnectorInput) -> Result<SendConnector> {
-    let all = list(store).await?;
-    let usage = SendUsage::parse(input.usage.as_deref().unwrap_or("custom"))?;
-    let name = input
-        .name
-        .clone()
-        .ok_or_else(|| invalid("name", "a send connector needs a name"))?;
-    let mut c = SendConnector::template(&name, usage);
-    apply(&mut c, input)?;
-    check_name_free(&all, &c)?;
+    let mut c = validate_new(&list(store).await?, input)?;
     c.id = rows::insert_send(store.pool(), &c).await.map_err(|e| {
         crate::directory::conflict_on_unique(e, || {
             "a send connector of that name already exists".into()

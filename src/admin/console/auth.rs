@@ -419,13 +419,11 @@ pub async fn token_remove(
     Extension(s): Extension<Session>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    match crate::admin::tokens::remove(&state.store, &f.name).await {
-        Ok(t) => {
-            super::audit(&state, &s, "api-token.remove", &t.name, None).await;
-            done("/account", &format!("API token {} revoked.", t.name))
-        }
-        Err(e) => done("/account", &e.to_string()),
-    }
+    let result = crate::admin::tokens::remove(&state.store, &f.name).await;
+    super::changed(&state, &s, "/account", "api-token.remove", result, |t| {
+        (t.name.clone(), format!("API token {} revoked.", t.name))
+    })
+    .await
 }
 
 #[derive(Deserialize)]

@@ -4,22 +4,21 @@
 //! form over some fields; saving a tab updates only those fields, through the
 //! same `update` functions as the CLI.
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::extract::{Extension, Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 
-use super::{Block, Field, Form as PageForm, Page, audit, done, urlencode};
+use super::{
+    Block, Field, Form as PageForm, Page, Params, audit, checked, done, invalid, joined, num, opt,
+    urlencode,
+};
 use crate::admin::AdminState;
 use crate::admin::session::Session;
 use crate::directory::Error;
 use crate::receive::connector::{self as receive, ConnectorInput, MB, ReceiveConnector};
 use crate::routing::connector::{self as send, SendConnector, SendConnectorInput};
-
-type Params = HashMap<String, String>;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -33,35 +32,8 @@ pub fn routes() -> Router<AdminState> {
         )
 }
 
-fn opt(p: &Params, k: &str) -> Option<String> {
-    p.get(k)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
 fn flag(b: bool) -> &'static str {
     if b { "true" } else { "" }
-}
-
-fn checked(p: &Params, k: &str) -> bool {
-    p.get(k).is_some_and(|v| v == "true" || v == "on")
-}
-
-fn joined<T: ToString>(v: &[T]) -> String {
-    v.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn num<T: std::str::FromStr>(p: &Params, k: &'static str) -> Result<Option<T>, Error> {
-    match opt(p, k) {
-        None => Ok(None),
-        Some(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| crate::directory::invalid(k, format!("{k} must be a whole number"))),
-    }
 }
 
 const SEND_TABS: &[(&str, &str)] = &[
@@ -252,18 +224,6 @@ fn props_page(
     page
 }
 
-fn with_error(mut page: Page, mut form: PageForm, e: &Error) -> Response {
-    page.p.error = form.set_error(e);
-    page.push(Block::Form(form));
-    let mut res = page.render();
-    *res.status_mut() = match e {
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Conflict(_) => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    res
-}
-
 async fn send_props(
     State(state): State<AdminState>,
     Extension(s): Extension<Session>,
@@ -349,7 +309,7 @@ async fn send_save(
             }
             let mut form = PageForm::post("send-properties", &base, "Save", fields);
             form.hidden.push(("tab".into(), tab.into()));
-            with_error(page, form, &e)
+            invalid(page, form, &e)
         }
     }
 }
@@ -661,7 +621,7 @@ async fn receive_save(
             }
             let mut form = PageForm::post("receive-properties", &base, "Save", fields);
             form.hidden.push(("tab".into(), tab.into()));
-            with_error(page, form, &e)
+            invalid(page, form, &e)
         }
     }
 }

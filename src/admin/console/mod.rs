@@ -204,20 +204,15 @@ impl Form {
         }
     }
 
-    /// Puts a validation error beside its field (or returns it when no field
-    /// of that name is on the form, for the page-level error line).
+    /// Puts a validation error beside the field the shared validation names
+    /// (form fields are named like the input structs' fields), or returns it
+    /// for the page-level error line when no such field is on the form.
     pub fn set_error(&mut self, e: &Error) -> Option<String> {
-        if let Error::Invalid { field, message } = e {
-            let wanted = field.trim_end_matches("_mb").trim_end_matches("_secs");
-            if let Some(f) = self.fields.iter_mut().find(|f| {
-                f.name == *field
-                    || f.name == wanted
-                    || field.starts_with(&f.name)
-                    || f.name.starts_with(wanted)
-            }) {
-                f.error = Some(message.clone());
-                return None;
-            }
+        if let Error::Invalid { field, message } = e
+            && let Some(f) = self.fields.iter_mut().find(|f| f.name == *field)
+        {
+            f.error = Some(message.clone());
+            return None;
         }
         Some(e.to_string())
     }
@@ -359,6 +354,118 @@ pub fn page_routes() -> Router<AdminState> {
         .merge(objects::routes())
         .merge(connectors::routes())
         .merge(toolbox::routes())
+}
+
+/// A submitted form or query string.
+pub type Params = std::collections::HashMap<String, String>;
+
+/// A trimmed, non-empty parameter.
+pub fn opt(p: &Params, k: &str) -> Option<String> {
+    p.get(k)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A checkbox (`true`, or `on` from a browser without a value attribute).
+pub fn checked(p: &Params, k: &str) -> bool {
+    p.get(k).is_some_and(|v| v == "true" || v == "on")
+}
+
+/// A whole-number parameter; a clear error naming the field otherwise.
+pub fn num<T: std::str::FromStr>(p: &Params, k: &'static str) -> Result<Option<T>, Error> {
+    match opt(p, k) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| crate::directory::invalid(k, format!("{k} must be a whole number"))),
+    }
+}
+
+/// A comma-separated list parameter.
+pub fn list_param(p: &Params, k: &str) -> Vec<String> {
+    p.get(k)
+        .map(|v| {
+            v.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn yes_no(b: bool) -> String {
+    if b { "Yes" } else { "No" }.into()
+}
+
+/// Items as one comma-separated cell.
+pub fn joined<T: ToString>(v: &[T]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A page whose form failed validation: the error beside its field, and the
+/// status the error calls for.
+pub fn invalid(mut page: Page, mut form: Form, e: &Error) -> Response {
+    page.p.error = form.set_error(e);
+    page.push(Block::Form(form));
+    let mut res = page.render();
+    *res.status_mut() = match e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    res
+}
+
+/// After a one-click change (remove, enable, apply…): on success, audit it and
+/// go back to `back` with a notice; on failure go back with the error.
+/// `describe` names the object changed and words the notice.
+pub async fn changed<T>(
+    state: &AdminState,
+    session: &Session,
+    back: &str,
+    action: &str,
+    result: Result<T, Error>,
+    describe: impl FnOnce(&T) -> (String, String),
+) -> Response {
+    match result {
+        Ok(v) => {
+            let (object, notice) = describe(&v);
+            audit(state, session, action, &object, None).await;
+            done(back, &notice)
+        }
+        Err(e) => done(back, &e.to_string()),
+    }
+}
+
+/// A wizard's last page: the summary, the equivalent command, and a Create
+/// button that posts the same answers again with `step=create`.
+pub fn wizard_summary(
+    mut page: Page,
+    mut form: Form,
+    p: &Params,
+    summary: Vec<(String, String)>,
+    command: String,
+) -> Response {
+    page.push(Block::Heading("Summary".into()));
+    page.push(Block::Details(summary));
+    page.push(Block::Heading("The same with the command line".into()));
+    page.push(Block::Pre(command));
+    form.id = format!("{}-create", form.id);
+    form.submit = "Create".into();
+    form.hidden = p
+        .iter()
+        .filter(|(k, _)| k.as_str() != "_csrf" && k.as_str() != "step")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    form.hidden.push(("step".into(), "create".into()));
+    form.fields.clear();
+    page.push(Block::Form(form));
+    page.render()
 }
 
 /// The notice passed along by [`done`].

@@ -2,8 +2,6 @@
 //! action panes, New… and Properties forms, enable/disable/remove. Lists read a
 //! fresh `Directory` so a change shows at once after its redirect.
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::extract::{Extension, Form, Query, State};
 use axum::http::StatusCode;
@@ -11,15 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::{
-    Action, Block, Field, Form as PageForm, Notice, Page, Table, audit, cell, done, link, urlencode,
+    Action, Block, Field, Form as PageForm, Notice, Page, Params, Table, audit, cell, changed,
+    checked, done, invalid, joined, link, list_param, num, opt, urlencode, wizard_summary, yes_no,
 };
 use crate::admin::AdminState;
 use crate::admin::session::Session;
 use crate::directory::{self, Directory, Error, domains, policies, recipients};
 use crate::receive::connector as receive;
 use crate::routing::connector::{self as send, SendConnectorInput};
-
-type Params = HashMap<String, String>;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -62,20 +59,6 @@ pub fn routes() -> Router<AdminState> {
         .route("/recipients/contacts/remove", post(contact_remove))
 }
 
-fn opt(p: &Params, k: &str) -> Option<String> {
-    p.get(k)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-fn checked(p: &Params, k: &str) -> bool {
-    p.get(k).is_some_and(|v| v == "true" || v == "on")
-}
-
-fn yes_no(b: bool) -> String {
-    if b { "Yes" } else { "No" }.into()
-}
-
 async fn fresh(state: &AdminState) -> Result<Directory, Response> {
     Directory::load(&state.store).await.map_err(|e| {
         tracing::error!(error = %e, "cannot load the organization");
@@ -85,20 +68,6 @@ async fn fresh(state: &AdminState) -> Result<Directory, Response> {
         )
             .into_response()
     })
-}
-
-/// A page with a form that failed validation: the error beside its field.
-fn invalid(mut page: Page, mut form: PageForm, e: &Error) -> Response {
-    page.p.error = form.set_error(e);
-    page.push(Block::Form(form));
-    let mut res = page.render();
-    *res.status_mut() = match e {
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Invalid { .. } => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    res
 }
 
 // ---- Organization Configuration › Hub Transport ----
@@ -211,18 +180,14 @@ async fn org_page(
             page.p.actions.push(Action::link("new-send-connector", "New Send Connector…", "/org/send-connectors/new"));
             let mut t = Table::new("send-connectors", &["Name", "Enabled", "Usage", "Address spaces", "Route", "Auth", "TLS"], "No send connector: mail for other domains waits in the Unreachable queue.");
             for c in &all {
-                let route = if c.dns_routing {
-                    format!("DNS MX (port {})", c.port)
-                } else {
-                    c.smart_hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                };
+                let route = c.route_text();
                 let toggle = if c.enabled { "Disable" } else { "Enable" };
                 t.row(
                     vec![
                         link(&c.name, format!("/org/send-connectors/properties?name={}", urlencode(&c.name))),
                         cell(yes_no(c.enabled)),
                         cell(c.usage.as_str()),
-                        cell(c.address_spaces.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+                        cell(joined(&c.address_spaces)),
                         cell(route),
                         cell(c.auth.as_str()),
                         cell(if c.require_tls { "required" } else { "opportunistic" }),
@@ -285,17 +250,21 @@ async fn accepted_domain_remove(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let name = opt(&p, "name").unwrap_or_default();
-    match domains::remove(&state.store, &name).await {
-        Ok(d) => {
-            audit(&state, &s, "accepted-domain.remove", &d.name, None).await;
-            done(
-                "/org/hub-transport?tab=accepted-domains",
-                &format!("Accepted domain {} removed.", d.name),
+    let result = domains::remove(&state.store, &opt(&p, "name").unwrap_or_default()).await;
+    changed(
+        &state,
+        &s,
+        "/org/hub-transport?tab=accepted-domains",
+        "accepted-domain.remove",
+        result,
+        |d| {
+            (
+                d.name.clone(),
+                format!("Accepted domain {} removed.", d.name),
             )
-        }
-        Err(e) => done("/org/hub-transport?tab=accepted-domains", &e.to_string()),
-    }
+        },
+    )
+    .await
 }
 
 async fn policy_apply(
@@ -304,23 +273,21 @@ async fn policy_apply(
     Form(p): Form<Params>,
 ) -> Response {
     let name = opt(&p, "name").unwrap_or_default();
-    match policies::apply(&state.store, &name).await {
-        Ok(stamped) => {
-            audit(
-                &state,
-                &s,
-                "address-policy.apply",
-                &name,
-                Some(&format!("{} mailbox(es)", stamped.len())),
+    let result = policies::apply(&state.store, &name).await;
+    changed(
+        &state,
+        &s,
+        "/org/hub-transport?tab=address-policies",
+        "address-policy.apply",
+        result,
+        |stamped| {
+            (
+                name.clone(),
+                format!("Policy {name} applied to {} mailbox(es).", stamped.len()),
             )
-            .await;
-            done(
-                "/org/hub-transport?tab=address-policies",
-                &format!("Policy {name} applied to {} mailbox(es).", stamped.len()),
-            )
-        }
-        Err(e) => done("/org/hub-transport?tab=address-policies", &e.to_string()),
-    }
+        },
+    )
+    .await
 }
 
 // ---- New Send Connector wizard ----
@@ -375,16 +342,16 @@ fn wizard_fields(p: &Params) -> Vec<Field> {
     ]
 }
 
-fn wizard_input(p: &Params) -> SendConnectorInput {
+fn wizard_input(p: &Params) -> Result<SendConnectorInput, Error> {
     let list = |k: &str| opt(p, k).map(|v| vec![v]);
     let hosts = list("smart_hosts");
-    SendConnectorInput {
+    Ok(SendConnectorInput {
         name: opt(p, "name"),
         usage: opt(p, "usage"),
         address_spaces: list("address_spaces"),
         dns_routing: Some(hosts.is_none()),
         smart_hosts: hosts,
-        port: p.get("port").and_then(|v| v.trim().parse().ok()),
+        port: num(p, "port")?,
         auth: opt(p, "auth"),
         username: Some(opt(p, "username")),
         password: opt(p, "password").map(Some),
@@ -392,7 +359,7 @@ fn wizard_input(p: &Params) -> SendConnectorInput {
         fqdn: opt(p, "fqdn").map(Some),
         enabled: Some(true),
         ..Default::default()
-    }
+    })
 }
 
 /// The `bridgehead send-connector new …` command equivalent to the wizard's
@@ -486,64 +453,33 @@ async fn send_wizard_post(
     Form(p): Form<Params>,
 ) -> Response {
     let confirmed = p.get("step").is_some_and(|v| v == "create");
-    let mut input = wizard_input(&p);
+    let page = Page::new(&state, Some(&s), "org", "New Send Connector");
+    let form = PageForm::post(
+        "send-wizard",
+        "/org/send-connectors/new",
+        "Next",
+        wizard_fields(&p),
+    );
+    let input = match wizard_input(&p) {
+        Ok(i) => i,
+        Err(e) => return invalid(page, form, &e),
+    };
     if !confirmed {
-        // Page 2: validate without saving, then show the summary and the command.
-        let mut probe = send::SendConnector::template("probe", send::SendUsage::Custom);
-        input.name = input.name.or(Some(String::new()));
-        let check = send::validate(&mut probe, input.clone());
-        let mut page = Page::new(&state, Some(&s), "org", "New Send Connector");
-        let mut form = PageForm::post(
-            "send-wizard",
-            "/org/send-connectors/new",
-            "Next",
-            wizard_fields(&p),
-        );
-        if let Err(e) = check {
-            return invalid(page, form, &e);
-        }
-        page.push(Block::Heading("Summary".into()));
-        page.push(Block::Details(vec![
+        // Page 2: the connector create() would make, without saving it.
+        let existing = send::list(&state.store).await.unwrap_or_default();
+        let probe = match send::validate_new(&existing, input) {
+            Ok(c) => c,
+            Err(e) => return invalid(page, form, &e),
+        };
+        let summary = vec![
             ("Name".into(), probe.name.clone()),
             ("Intended use".into(), probe.usage.as_str().into()),
-            (
-                "Address spaces".into(),
-                probe
-                    .address_spaces
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            (
-                "Route".into(),
-                if probe.dns_routing {
-                    format!("DNS MX, port {}", probe.port)
-                } else {
-                    probe
-                        .smart_hosts
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            ),
+            ("Address spaces".into(), joined(&probe.address_spaces)),
+            ("Route".into(), probe.route_text()),
             ("Authentication".into(), probe.auth.as_str().into()),
             ("Require TLS".into(), yes_no(probe.require_tls)),
-        ]));
-        page.push(Block::Heading("The same with the command line".into()));
-        page.push(Block::Pre(equivalent_command(&p)));
-        form.id = "send-wizard-create".into();
-        form.submit = "Create".into();
-        form.hidden = p
-            .iter()
-            .filter(|(k, _)| k.as_str() != "_csrf" && k.as_str() != "step")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        form.hidden.push(("step".into(), "create".into()));
-        form.fields.clear();
-        page.push(Block::Form(form));
-        return page.render();
+        ];
+        return wizard_summary(page, form, &p, summary, equivalent_command(&p));
     }
     match send::create(&state.store, input).await {
         Ok(c) => {
@@ -581,37 +517,26 @@ async fn send_toggle(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let name = opt(&p, "name").unwrap_or_default();
     let enable = checked(&p, "enable");
     let input = SendConnectorInput {
         enabled: Some(enable),
         ..Default::default()
     };
-    match send::update(&state.store, &name, input).await {
-        Ok(c) => {
-            audit(
-                &state,
-                &s,
-                if enable {
-                    "send-connector.enable"
-                } else {
-                    "send-connector.disable"
-                },
-                &c.name,
-                None,
-            )
-            .await;
-            done(
-                "/org/hub-transport?tab=send-connectors",
-                &format!(
-                    "Send connector {} {}.",
-                    c.name,
-                    if enable { "enabled" } else { "disabled" }
-                ),
-            )
-        }
-        Err(e) => done("/org/hub-transport?tab=send-connectors", &e.to_string()),
-    }
+    let result = send::update(&state.store, &opt(&p, "name").unwrap_or_default(), input).await;
+    let (action, word) = if enable {
+        ("send-connector.enable", "enabled")
+    } else {
+        ("send-connector.disable", "disabled")
+    };
+    changed(
+        &state,
+        &s,
+        "/org/hub-transport?tab=send-connectors",
+        action,
+        result,
+        |c| (c.name.clone(), format!("Send connector {} {word}.", c.name)),
+    )
+    .await
 }
 
 async fn send_remove(
@@ -619,17 +544,21 @@ async fn send_remove(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let name = opt(&p, "name").unwrap_or_default();
-    match send::remove(&state.store, &name).await {
-        Ok(c) => {
-            audit(&state, &s, "send-connector.remove", &c.name, None).await;
-            done(
-                "/org/hub-transport?tab=send-connectors",
-                &format!("Send connector {} removed.", c.name),
+    let result = send::remove(&state.store, &opt(&p, "name").unwrap_or_default()).await;
+    changed(
+        &state,
+        &s,
+        "/org/hub-transport?tab=send-connectors",
+        "send-connector.remove",
+        result,
+        |c| {
+            (
+                c.name.clone(),
+                format!("Send connector {} removed.", c.name),
             )
-        }
-        Err(e) => done("/org/hub-transport?tab=send-connectors", &e.to_string()),
-    }
+        },
+    )
+    .await
 }
 
 // ---- Server Configuration › Hub Transport ----
@@ -753,20 +682,8 @@ async fn server_page(
                 ),
                 cell(yes_no(c.enabled)),
                 cell(c.usage.as_str()),
-                cell(
-                    c.bindings
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-                cell(
-                    c.remote_ranges
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
+                cell(joined(&c.bindings)),
+                cell(joined(&c.remote_ranges)),
                 cell(
                     c.permission_groups
                         .iter()
@@ -852,37 +769,24 @@ async fn receive_toggle(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let name = opt(&p, "name").unwrap_or_default();
     let enable = checked(&p, "enable");
     let input = receive::ConnectorInput {
         enabled: Some(enable),
         ..Default::default()
     };
-    match receive::update(&state.store, &name, input).await {
-        Ok(c) => {
-            audit(
-                &state,
-                &s,
-                if enable {
-                    "receive-connector.enable"
-                } else {
-                    "receive-connector.disable"
-                },
-                &c.name,
-                None,
-            )
-            .await;
-            done(
-                "/server/hub-transport",
-                &format!(
-                    "Receive connector {} {}.",
-                    c.name,
-                    if enable { "enabled" } else { "disabled" }
-                ),
-            )
-        }
-        Err(e) => done("/server/hub-transport", &e.to_string()),
-    }
+    let result = receive::update(&state.store, &opt(&p, "name").unwrap_or_default(), input).await;
+    let (action, word) = if enable {
+        ("receive-connector.enable", "enabled")
+    } else {
+        ("receive-connector.disable", "disabled")
+    };
+    changed(&state, &s, "/server/hub-transport", action, result, |c| {
+        (
+            c.name.clone(),
+            format!("Receive connector {} {word}.", c.name),
+        )
+    })
+    .await
 }
 
 // ---- Recipient Configuration ----
@@ -950,13 +854,7 @@ async fn mailboxes(
                     ),
                 ),
                 cell(&addr),
-                cell(
-                    m.proxy_addresses
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
+                cell(joined(&m.proxy_addresses)),
                 cell(m.quota_mb.map_or("unlimited".into(), |q| format!("{q} MB"))),
                 cell(yes_no(m.enabled)),
             ],
@@ -1100,14 +998,7 @@ async fn mailbox_props(
         Ok(m) => {
             page.push(Block::Details(vec![
                 ("Primary address".into(), m.primary_address.to_string()),
-                (
-                    "Other addresses".into(),
-                    m.proxy_addresses
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
+                ("Other addresses".into(), joined(&m.proxy_addresses)),
                 ("Can authenticate".into(), yes_no(m.password_hash.is_some())),
                 ("Mailbox folder".into(), m.folder.clone()),
             ]));
@@ -1210,24 +1101,22 @@ async fn mailbox_remove(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let address = opt(&p, "address").unwrap_or_default();
-    match recipients::remove_mailbox(&state.store, &address).await {
-        Ok(m) => {
-            audit(
-                &state,
-                &s,
-                "mailbox.remove",
-                &m.primary_address.to_string(),
-                None,
+    let result =
+        recipients::remove_mailbox(&state.store, &opt(&p, "address").unwrap_or_default()).await;
+    changed(
+        &state,
+        &s,
+        "/recipients/mailboxes",
+        "mailbox.remove",
+        result,
+        |m| {
+            (
+                m.primary_address.to_string(),
+                format!("Mailbox {} removed.", m.primary_address),
             )
-            .await;
-            done(
-                "/recipients/mailboxes",
-                &format!("Mailbox {} removed.", m.primary_address),
-            )
-        }
-        Err(e) => done("/recipients/mailboxes", &e.to_string()),
-    }
+        },
+    )
+    .await
 }
 
 async fn groups(State(state): State<AdminState>, Extension(s): Extension<Session>) -> Response {
@@ -1259,20 +1148,14 @@ async fn groups(State(state): State<AdminState>, Extension(s): Extension<Session
             .iter()
             .filter_map(|m| dir.member_address(*m).map(ToString::to_string))
             .collect();
-        let list = |v: &[crate::smtp::address::EmailAddress]| {
-            v.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         t.row(
             vec![
                 cell(&g.display_name),
                 cell(g.primary_address.to_string()),
                 cell(members.join(", ")),
                 cell(yes_no(g.only_authenticated)),
-                cell(list(&g.accept_from)),
-                cell(list(&g.reject_from)),
+                cell(joined(&g.accept_from)),
+                cell(joined(&g.reject_from)),
             ],
             vec![
                 Action::post(
@@ -1340,17 +1223,6 @@ async fn contacts(State(state): State<AdminState>, Extension(s): Extension<Sessi
     page.render()
 }
 
-fn split(p: &Params, k: &str) -> Vec<String> {
-    p.get(k)
-        .map(|v| {
-            v.split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn group_form(p: &Params) -> PageForm {
     let v = |k: &str| p.get(k).cloned().unwrap_or_default();
     PageForm::post(
@@ -1384,10 +1256,10 @@ async fn group_new(
     let new = recipients::NewGroup {
         address: opt(&p, "address").unwrap_or_default(),
         display_name: opt(&p, "display_name"),
-        members: split(&p, "members"),
+        members: list_param(&p, "members"),
         only_authenticated: checked(&p, "only_authenticated"),
-        accept_from: split(&p, "accept_from"),
-        reject_from: split(&p, "reject_from"),
+        accept_from: list_param(&p, "accept_from"),
+        reject_from: list_param(&p, "reject_from"),
     };
     match recipients::create_group(&state.store, new).await {
         Ok(g) => {
@@ -1422,24 +1294,22 @@ async fn group_remove(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let address = opt(&p, "address").unwrap_or_default();
-    match recipients::remove_group(&state.store, &address).await {
-        Ok(g) => {
-            audit(
-                &state,
-                &s,
-                "group.remove",
-                &g.primary_address.to_string(),
-                None,
+    let result =
+        recipients::remove_group(&state.store, &opt(&p, "address").unwrap_or_default()).await;
+    changed(
+        &state,
+        &s,
+        "/recipients/groups",
+        "group.remove",
+        result,
+        |g| {
+            (
+                g.primary_address.to_string(),
+                format!("Group {} removed.", g.primary_address),
             )
-            .await;
-            done(
-                "/recipients/groups",
-                &format!("Group {} removed.", g.primary_address),
-            )
-        }
-        Err(e) => done("/recipients/groups", &e.to_string()),
-    }
+        },
+    )
+    .await
 }
 
 fn contact_form(p: &Params) -> PageForm {
@@ -1505,17 +1375,17 @@ async fn contact_remove(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let name = opt(&p, "name").unwrap_or_default();
-    match recipients::remove_contact(&state.store, &name).await {
-        Ok(c) => {
-            audit(&state, &s, "contact.remove", &c.name, None).await;
-            done(
-                "/recipients/contacts",
-                &format!("Contact {} removed.", c.name),
-            )
-        }
-        Err(e) => done("/recipients/contacts", &e.to_string()),
-    }
+    let result =
+        recipients::remove_contact(&state.store, &opt(&p, "name").unwrap_or_default()).await;
+    changed(
+        &state,
+        &s,
+        "/recipients/contacts",
+        "contact.remove",
+        result,
+        |c| (c.name.clone(), format!("Contact {} removed.", c.name)),
+    )
+    .await
 }
 
 // ---- New Receive Connector wizard ----
@@ -1644,62 +1514,33 @@ async fn receive_wizard_post(
         Err(e) => return invalid(page, form, &e),
     };
     if !confirmed {
-        let mut page = page;
-        let mut form = form;
-        page.push(Block::Heading("Summary".into()));
-        page.push(Block::Details(vec![
+        let summary = vec![
             ("Name".into(), probe.name.clone()),
             ("Intended use".into(), probe.usage.as_str().into()),
-            (
-                "Bindings".into(),
-                probe
-                    .bindings
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            (
-                "Remote IP ranges".into(),
-                probe
-                    .remote_ranges
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
+            ("Bindings".into(), joined(&probe.bindings)),
+            ("Remote IP ranges".into(), joined(&probe.remote_ranges)),
             (
                 "Permission groups".into(),
-                probe
-                    .permission_groups
-                    .iter()
-                    .map(|g| g.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                joined(
+                    &probe
+                        .permission_groups
+                        .iter()
+                        .map(|g| g.as_str())
+                        .collect::<Vec<_>>(),
+                ),
             ),
             (
                 "Authentication".into(),
-                probe
-                    .auth_mechanisms
-                    .iter()
-                    .map(|a| a.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                joined(
+                    &probe
+                        .auth_mechanisms
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>(),
+                ),
             ),
-        ]));
-        page.push(Block::Heading("The same with the command line".into()));
-        page.push(Block::Pre(receive_command(&p)));
-        form.id = "receive-wizard-create".into();
-        form.submit = "Create".into();
-        form.hidden = p
-            .iter()
-            .filter(|(k, _)| k.as_str() != "_csrf" && k.as_str() != "step")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        form.hidden.push(("step".into(), "create".into()));
-        form.fields.clear();
-        page.push(Block::Form(form));
-        return page.render();
+        ];
+        return wizard_summary(page, form, &p, summary, receive_command(&p));
     }
     match receive::create(&state.store, input).await {
         Ok(c) => {
@@ -1823,16 +1664,21 @@ async fn remote_domain_remove(
     Form(p): Form<Params>,
 ) -> Response {
     let domain = opt(&p, "domain").unwrap_or_default();
-    match crate::directory::remote_domains::remove(&state.store, &domain).await {
-        Ok(r) => {
-            audit(&state, &s, "remote-domain.remove", &r.domain, None).await;
-            done(
-                "/org/hub-transport?tab=remote-domains",
-                &format!("Remote domain {} removed.", r.domain),
+    let result = crate::directory::remote_domains::remove(&state.store, &domain).await;
+    changed(
+        &state,
+        &s,
+        "/org/hub-transport?tab=remote-domains",
+        "remote-domain.remove",
+        result,
+        |r| {
+            (
+                r.domain.clone(),
+                format!("Remote domain {} removed.", r.domain),
             )
-        }
-        Err(e) => done("/org/hub-transport?tab=remote-domains", &e.to_string()),
-    }
+        },
+    )
+    .await
 }
 
 fn policy_form(p: &Params) -> PageForm {
@@ -1886,7 +1732,7 @@ async fn policy_new(
         name: opt(&p, "name").unwrap_or_default(),
         priority,
         filter_domain: opt(&p, "filter_domain"),
-        templates: split_list(&p, "templates"),
+        templates: list_param(&p, "templates"),
     };
     match policies::create(&state.store, input).await {
         Ok(pol) => {
@@ -1922,26 +1768,14 @@ async fn policy_remove(
     Extension(s): Extension<Session>,
     Form(p): Form<Params>,
 ) -> Response {
-    let name = opt(&p, "name").unwrap_or_default();
-    match policies::remove(&state.store, &name).await {
-        Ok(pol) => {
-            audit(&state, &s, "address-policy.remove", &pol.name, None).await;
-            done(
-                "/org/hub-transport?tab=address-policies",
-                &format!("Policy {} removed.", pol.name),
-            )
-        }
-        Err(e) => done("/org/hub-transport?tab=address-policies", &e.to_string()),
-    }
-}
-
-fn split_list(p: &Params, k: &str) -> Vec<String> {
-    p.get(k)
-        .map(|v| {
-            v.split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+    let result = policies::remove(&state.store, &opt(&p, "name").unwrap_or_default()).await;
+    changed(
+        &state,
+        &s,
+        "/org/hub-transport?tab=address-policies",
+        "address-policy.remove",
+        result,
+        |pol| (pol.name.clone(), format!("Policy {} removed.", pol.name)),
+    )
+    .await
 }

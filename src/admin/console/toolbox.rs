@@ -1,8 +1,6 @@
 //! Toolbox and overview pages: the dashboard, Queue Viewer, Message Tracking,
 //! Protocol Logs, DNS check and the audit log.
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::extract::{Extension, Form, Query, State};
 use axum::http::{StatusCode, header};
@@ -10,13 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::{
-    Action, Block, Field, Form as PageForm, Page, Table, audit, cell, done, link, urlencode,
+    Action, Block, Field, Form as PageForm, Page, Params, Table, audit, cell, done, link, opt,
+    urlencode,
 };
 use crate::admin::AdminState;
 use crate::admin::session::Session;
 use crate::queue::actions;
-
-type Params = HashMap<String, String>;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -29,12 +26,6 @@ pub fn routes() -> Router<AdminState> {
         .route("/toolbox/tracking", get(tracking))
         .route("/toolbox/protocol-logs", get(protocol_logs))
         .route("/toolbox/dns", get(dns_check))
-}
-
-fn opt(p: &Params, k: &str) -> Option<String> {
-    p.get(k)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -138,15 +129,7 @@ pub async fn dashboard(
         );
     }
     for c in &send {
-        let route = if c.dns_routing {
-            "DNS MX".to_string()
-        } else {
-            c.smart_hosts
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let route = c.route_text();
         t.row(
             vec![
                 cell(&c.name),
