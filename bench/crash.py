@@ -141,7 +141,8 @@ def disk_full_round(args, binary, base):
         seen = received(sink)
         lost = sorted(set(acked) - set(seen))
         dups = sum(n - 1 for n in seen.values() if n > 1)
-        ok = alive and drained and not lost and after.get(250, 0) == 20
+        # Every attempt while full must get a 452 (4.3.1), not a dropped connection.
+        ok = alive and drained and not lost and full.get(452, 0) == 20 and after.get(250, 0) == 20
         print(f"disk-full: while full {dict(full)}, server {'up' if alive else 'DIED'}; after freeing "
               f"{dict(after)}; acked {len(acked)}, lost {len(lost)}, duplicates {dups}, "
               f"queue {'empty' if drained else 'NOT DRAINED'}{'' if ok else '  <-- FAIL'}", flush=True)

@@ -144,7 +144,11 @@ fn init_logging(config: &Config, serving: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // When stderr cannot be written (its file is on a full disk), drop the
+        // line: the default fallback eprintln!s, which panics and would take the
+        // SMTP session or queue worker that logged with it.
+        .log_internal_errors(false);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

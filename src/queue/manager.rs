@@ -103,6 +103,41 @@ impl Schedule {
     }
 }
 
+/// A message being processed. However processing ends — even by a panic —
+/// the message leaves `in_flight` and is scheduled again (after a panic in 30 s,
+/// where `processing_count` sends it to Poison on the second failure), so it
+/// can never be stranded.
+struct InFlight {
+    schedule: Arc<Schedule>,
+    id: Option<String>,
+}
+
+impl InFlight {
+    fn finish(mut self, next: Option<DateTime<Utc>>) {
+        if let Some(id) = self.id.take() {
+            self.release(id, next);
+        }
+    }
+
+    fn release(&self, id: String, next: Option<DateTime<Utc>>) {
+        if let Ok(mut f) = self.schedule.in_flight.lock() {
+            f.remove(&id);
+        }
+        if let Some(next) = next {
+            self.schedule.push(next, id);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            tracing::error!(queue_id = %id, "processing ended abnormally; retrying in 30 s");
+            self.release(id, Some(Utc::now() + chrono::Duration::seconds(30)));
+        }
+    }
+}
+
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -187,13 +222,15 @@ pub async fn run(
             };
             let (ctx, schedule) = (ctx.clone(), schedule.clone());
             tokio::spawn(async move {
-                let next = process(&ctx, &id).await;
-                if let Ok(mut f) = schedule.in_flight.lock() {
-                    f.remove(&id);
-                }
-                if let Some(next) = next {
-                    schedule.push(next, id);
-                }
+                let guard = InFlight {
+                    schedule,
+                    id: Some(id),
+                };
+                let next = match guard.id.as_deref() {
+                    Some(id) => process(&ctx, id).await,
+                    None => None,
+                };
+                guard.finish(next);
                 drop(permit);
             });
         }
