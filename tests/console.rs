@@ -122,6 +122,7 @@ const POSTS: &[&str] = &[
     "/recipients/groups/remove",
     "/recipients/contacts",
     "/recipients/contacts/remove",
+    "/recipients/groups/properties",
     "/org/remote-domains/new",
     "/org/remote-domains/remove",
     "/org/address-policies/new",
@@ -819,6 +820,42 @@ fn groups_and_contacts_are_made_and_removed_in_the_console() {
         "{show}"
     );
     assert!(show.contains("Only authenticated senders:  yes"), "{show}");
+    // Properties: members and restrictions change through the shared validation.
+    let props = format!("{base}/recipients/groups/properties");
+    let (status, page) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=sales@example.com&add_members=ghost@example.com",
+            &props,
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(page.contains("ghost@example.com"), "{page}");
+    let (status, _) = curl(
+        d,
+        &[
+            "--data-urlencode",
+            &tok,
+            "-d",
+            "address=sales@example.com&remove_members=partner&add_reject_from=spam@bad.test",
+            &props,
+        ],
+    );
+    assert_eq!(status, 303);
+    let (status, page) = curl(d, &[&format!("{props}?address=sales%40example.com")]);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<th>Members</th><td>alice@example.com</td>")
+            && page.contains("spam@bad.test"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th>Only authenticated senders</th><td>No</td>"),
+        "the unchecked box turns it off: {page}"
+    );
     let (status, _) = curl(
         d,
         &[

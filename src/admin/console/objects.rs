@@ -55,6 +55,10 @@ pub fn routes() -> Router<AdminState> {
         .route("/recipients/mailboxes/remove", post(mailbox_remove))
         .route("/recipients/groups", get(groups).post(group_new))
         .route("/recipients/groups/remove", post(group_remove))
+        .route(
+            "/recipients/groups/properties",
+            get(group_props).post(group_props_post),
+        )
         .route("/recipients/contacts", get(contacts).post(contact_new))
         .route("/recipients/contacts/remove", post(contact_remove))
 }
@@ -1150,7 +1154,13 @@ async fn groups(State(state): State<AdminState>, Extension(s): Extension<Session
             .collect();
         t.row(
             vec![
-                cell(&g.display_name),
+                link(
+                    &g.display_name,
+                    format!(
+                        "/recipients/groups/properties?address={}",
+                        urlencode(&g.primary_address.to_string())
+                    ),
+                ),
                 cell(g.primary_address.to_string()),
                 cell(members.join(", ")),
                 cell(yes_no(g.only_authenticated)),
@@ -1778,4 +1788,152 @@ async fn policy_remove(
         |pol| (pol.name.clone(), format!("Policy {} removed.", pol.name)),
     )
     .await
+}
+
+fn group_props_form(address: &str, only_authenticated: bool) -> PageForm {
+    let mut f = PageForm::post(
+        "group-properties",
+        "/recipients/groups/properties",
+        "Save",
+        vec![
+            Field::new("add_members", "Add members", "text", "")
+                .help("Comma-separated addresses or contact names"),
+            Field::new("remove_members", "Remove members", "text", ""),
+            Field::new(
+                "only_authenticated",
+                "Only accept from authenticated senders",
+                "checkbox",
+                if only_authenticated { "true" } else { "" },
+            ),
+            Field::new("add_accept_from", "Add to “accept only from”", "text", ""),
+            Field::new(
+                "remove_accept_from",
+                "Remove from “accept only from”",
+                "text",
+                "",
+            ),
+            Field::new("add_reject_from", "Add to “reject from”", "text", ""),
+            Field::new(
+                "remove_reject_from",
+                "Remove from “reject from”",
+                "text",
+                "",
+            ),
+        ],
+    );
+    f.hidden.push(("address".into(), address.into()));
+    f
+}
+
+/// A group's Properties: its members and sender restrictions, then a form that
+/// adds or removes them.
+async fn group_page(
+    state: &AdminState,
+    s: &Session,
+    address: &str,
+    notice: Option<String>,
+) -> (Page, Option<PageForm>) {
+    let mut page = recipient_page(state, s, "groups", "Distribution Group Properties");
+    page.p.notice = notice;
+    let dir = match Directory::load(&state.store).await {
+        Ok(d) => d,
+        Err(e) => {
+            page.p.error = Some(e.to_string());
+            return (page, None);
+        }
+    };
+    match recipients::find_group(&dir, address) {
+        Ok(g) => {
+            let members: Vec<String> = g
+                .members
+                .iter()
+                .filter_map(|m| dir.member_address(*m).map(ToString::to_string))
+                .collect();
+            page.push(Block::Details(vec![
+                ("Address".into(), g.primary_address.to_string()),
+                ("Members".into(), members.join(", ")),
+                (
+                    "Only authenticated senders".into(),
+                    yes_no(g.only_authenticated),
+                ),
+                ("Accept only from".into(), joined(&g.accept_from)),
+                ("Reject from".into(), joined(&g.reject_from)),
+            ]));
+            let form = group_props_form(&g.primary_address.to_string(), g.only_authenticated);
+            (page, Some(form))
+        }
+        Err(e) => {
+            page.p.error = Some(e.to_string());
+            (page, None)
+        }
+    }
+}
+
+async fn group_props(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Query(q): Query<Params>,
+) -> Response {
+    let address = q.get("address").cloned().unwrap_or_default();
+    let (mut page, form) = group_page(&state, &s, &address, q.get("notice").cloned()).await;
+    match form {
+        Some(f) => {
+            page.push(Block::Form(f));
+            page.render()
+        }
+        None => {
+            let mut res = page.render();
+            *res.status_mut() = StatusCode::NOT_FOUND;
+            res
+        }
+    }
+}
+
+async fn group_props_post(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Form(p): Form<Params>,
+) -> Response {
+    let address = p.get("address").cloned().unwrap_or_default();
+    let u = recipients::GroupUpdate {
+        add_members: list_param(&p, "add_members"),
+        remove_members: list_param(&p, "remove_members"),
+        only_authenticated: Some(checked(&p, "only_authenticated")),
+        add_accept_from: list_param(&p, "add_accept_from"),
+        remove_accept_from: list_param(&p, "remove_accept_from"),
+        add_reject_from: list_param(&p, "add_reject_from"),
+        remove_reject_from: list_param(&p, "remove_reject_from"),
+        ..Default::default()
+    };
+    match recipients::update_group(&state.store, &address, u).await {
+        Ok(g) => {
+            audit(
+                &state,
+                &s,
+                "group.set",
+                &g.primary_address.to_string(),
+                None,
+            )
+            .await;
+            done(
+                &format!(
+                    "/recipients/groups/properties?address={}",
+                    urlencode(&g.primary_address.to_string())
+                ),
+                "Group saved.",
+            )
+        }
+        Err(e) => {
+            let (page, form) = group_page(&state, &s, &address, None).await;
+            let mut form = form.unwrap_or_else(|| group_props_form(&address, false));
+            for f in &mut form.fields {
+                if f.kind == "text"
+                    && let Some(v) = p.get(&f.name)
+                {
+                    f.value = v.clone();
+                }
+            }
+            invalid(page, form, &e)
+        }
+    }
 }
