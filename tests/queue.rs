@@ -673,14 +673,10 @@ fn every_acknowledged_message_is_delivered_exactly_once_after_kill_9() {
     let mut s = setup(d, &[]);
     let port = s.smtp[0];
     let senders = load(port, 4, 300, "carol@relay.test");
-    std::thread::sleep(Duration::from_millis(1500));
+    senders.wait_for_acks(40);
     s.child.kill().unwrap();
     s.child.wait().unwrap();
-    let acked: Vec<String> = senders
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .map(|a| a.subject)
-        .collect();
+    let acked: Vec<String> = senders.join().into_iter().map(|a| a.subject).collect();
     assert!(acked.len() > 10, "{} acknowledged", acked.len());
     let _s2 = Server::start(d, &[]);
     assert!(

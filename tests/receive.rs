@@ -788,14 +788,10 @@ fn nothing_acknowledged_is_lost_on_kill_9() {
     let mut s = setup(tmp.path());
     let port = s.smtp[0];
     let senders = load(port, 4, 400, "alice@example.com");
-    std::thread::sleep(Duration::from_millis(700));
+    senders.wait_for_acks(40);
     s.child.kill().unwrap(); // SIGKILL
     s.child.wait().unwrap();
-    let acked: Vec<String> = senders
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .filter_map(|a| a.id)
-        .collect();
+    let acked: Vec<String> = senders.join().into_iter().filter_map(|a| a.id).collect();
     assert!(
         acked.len() > 10,
         "the load ran: {} acknowledged",

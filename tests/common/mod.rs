@@ -388,17 +388,39 @@ pub struct Acked {
     pub id: Option<String>,
 }
 
+/// A load run by [`load`]: the clients, and how many 250s they have seen so far.
+pub struct Load {
+    pub clients: Vec<std::thread::JoinHandle<Vec<Acked>>>,
+    pub acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Load {
+    /// Waits until `n` messages were acknowledged (or 60 s passed): a kill -9
+    /// test then strikes mid-load however slow the machine is.
+    pub fn wait_for_acks(&self, n: usize) {
+        let acked = self.acked.clone();
+        eventually(60, move || {
+            acked.load(std::sync::atomic::Ordering::Relaxed) >= n
+        });
+    }
+
+    /// Everything the clients saw accepted (call after the server stopped).
+    pub fn join(self) -> Vec<Acked> {
+        self.clients
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    }
+}
+
 /// `threads` clients each send up to `per_thread` one-recipient messages, one
 /// session per message, until the server stops answering (it is about to be
-/// killed). Returns the join handles; each yields what that client saw accepted.
-pub fn load(
-    port: u16,
-    threads: usize,
-    per_thread: usize,
-    rcpt: &'static str,
-) -> Vec<std::thread::JoinHandle<Vec<Acked>>> {
-    (0..threads)
+/// killed).
+pub fn load(port: u16, threads: usize, per_thread: usize, rcpt: &'static str) -> Load {
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients = (0..threads)
         .map(|t| {
+            let counter = counter.clone();
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 for i in 0..per_thread {
@@ -435,6 +457,7 @@ pub fn load(
                                 .and_then(|r| r.split('@').next())
                                 .map(String::from);
                             acked.push(Acked { subject, id });
+                            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         _ => break,
                     }
@@ -442,5 +465,9 @@ pub fn load(
                 acked
             })
         })
-        .collect()
+        .collect();
+    Load {
+        clients,
+        acked: counter,
+    }
 }
