@@ -75,6 +75,29 @@ class Sampler(threading.Thread):
             self.stop.wait(0.1)
 
 
+def accept_buckets(admin_port):
+    """Bridgehead's own end-of-data -> reply histogram from /metrics: {le: count}."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("bridgehead_accept_latency_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float("inf") if le == "+Inf" else float(le)] = int(line.split()[-1])
+    return out
+
+
+def bucket_quantile(before, after, q):
+    """The upper bound (ms) of the bucket holding quantile q of the samples
+    observed between two scrapes."""
+    les = sorted(after)
+    total = after[les[-1]] - before.get(les[-1], 0)
+    for le in les:
+        if total and after[le] - before.get(le, 0) >= q * total:
+            return le * 1000
+    return None
+
+
 def human(size):
     return f"{size // 1048576} MB" if size >= 1048576 else f"{size // 1024} KB"
 
@@ -117,14 +140,19 @@ def run_one(kind, size, conc, count, binary, base, lat_count):
         delivered = sink.count()
         time.sleep(0.3)  # let the last deliveries' processes settle before reading CPU
         cpu = cpu_seconds(pids(), children) - cpu0
+        hist0 = accept_buckets(server.admin) if kind == "bridgehead" else None
         lat = measure(port, lat_count, conc, size)
+        hist1 = accept_buckets(server.admin) if kind == "bridgehead" else None
         sampler.stop.set()
         sampler.join()
         row = {
             "server": kind, "size": size, "conc": conc, "count": count,
             "accepted_per_s": count / t_accept, "delivered_per_s": count / t_e2e if delivered >= count else None,
             "delivered": delivered, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
-            "lat_failed": lat["failed"], "peak_mb": sampler.peak / 1024,
+            "lat_failed": lat["failed"],
+            # Server-side end-of-data -> reply, as histogram bucket bounds.
+            "server_p50_le_ms": hist1 and bucket_quantile(hist0, hist1, 0.5),
+            "server_p99_le_ms": hist1 and bucket_quantile(hist0, hist1, 0.99), "peak_mb": sampler.peak / 1024,
             "cpu_per_1000": cpu * 1000 / count, "source_rc": src.returncode,
             "source_err": src.stderr.strip()[-300:],
         }

@@ -26,6 +26,7 @@ use crate::receive::connector::{self, ReceiveConnector};
 use crate::receive::listener::ReceiveContext;
 use crate::routing::SendConnector;
 use crate::settings::{self, ServerSettings};
+use crate::store::writer::Writer;
 use crate::store::{Store, console_users};
 
 /// How often the server looks for changes made by another process (the CLI).
@@ -80,9 +81,10 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let metrics = Arc::new(Metrics::new());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let submitter = Submitter::start(
-        store.clone(),
-        spool.msg_dir(),
+    let writer = Writer::start(&store).context("cannot open the queue's database writer")?;
+    let submitter = Submitter::new(
+        writer.clone(),
+        spool.clone(),
         Some(committed_tx),
         metrics.clone(),
     );
@@ -90,6 +92,7 @@ pub async fn serve(config: Config) -> Result<()> {
         store: store.clone(),
         spool: spool.clone(),
         submitter: submitter.clone(),
+        writer,
         local: LocalDelivery::new(config.data_dir.join("mailboxes")),
         remote: RemoteDelivery::new(
             MailResolver::new(&config.dns.nameservers).context("cannot set up the DNS resolver")?,

@@ -18,6 +18,12 @@ pub const LATENCY_BUCKETS: [f64; 13] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
 ];
 
+/// Upper bounds (seconds) of the accept latency histogram (end of the message
+/// data to the reply: spool fsync and queue commit); `+Inf` is implied.
+pub const ACCEPT_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// What happened to one recipient in one delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -80,6 +86,7 @@ pub struct Metrics {
     dsn_sent: [AtomicU64; 4],
     sessions: Mutex<BTreeMap<String, SessionCounts>>,
     latency: Histogram,
+    accept: Histogram,
 }
 
 impl Default for Metrics {
@@ -89,7 +96,8 @@ impl Default for Metrics {
             deliveries: Default::default(),
             dsn_sent: Default::default(),
             sessions: Mutex::default(),
-            latency: Histogram::new(),
+            latency: Histogram::new(&LATENCY_BUCKETS),
+            accept: Histogram::new(&ACCEPT_BUCKETS),
         }
     }
 }
@@ -97,27 +105,28 @@ impl Default for Metrics {
 /// A fixed-bucket histogram: one atomic per bucket (not cumulative; summed at
 /// render), the sum in microseconds.
 struct Histogram {
-    /// `LATENCY_BUCKETS.len() + 1` slots; the last is `+Inf`.
+    bounds: &'static [f64],
+    /// `bounds.len() + 1` slots; the last is `+Inf`.
     buckets: Vec<AtomicU64>,
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
-    fn new() -> Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
-            buckets: (0..=LATENCY_BUCKETS.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_micros: AtomicU64::new(0),
         }
     }
 
     fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
+        let i = self
+            .bounds
             .iter()
             .position(|&le| secs <= le)
-            .unwrap_or(LATENCY_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Relaxed);
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Relaxed);
@@ -171,6 +180,11 @@ impl Metrics {
     }
 
     /// Time from a message's arrival to a recipient's final delivery.
+    /// End of a message's data to the reply (250 once it is durable).
+    pub fn accept_latency(&self, d: Duration) {
+        self.accept.observe(d);
+    }
+
     pub fn delivery_latency(&self, d: Duration) {
         self.latency.observe(d);
     }
@@ -237,30 +251,17 @@ impl Metrics {
             }
         }
 
-        family(
+        histogram(
             &mut out,
             "bridgehead_delivery_latency_seconds",
-            "histogram",
             "Time from a message's arrival to the final delivery of a recipient.",
+            &self.latency,
         );
-        let mut cumulative = 0u64;
-        for (i, b) in self.latency.buckets.iter().enumerate() {
-            cumulative += b.load(Relaxed);
-            let le = LATENCY_BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |v| v.to_string());
-            sample(
-                &mut out,
-                "bridgehead_delivery_latency_seconds_bucket",
-                &[("le", &le)],
-                cumulative,
-            );
-        }
-        let sum = self.latency.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "bridgehead_delivery_latency_seconds_sum {sum}");
-        let _ = writeln!(
-            out,
-            "bridgehead_delivery_latency_seconds_count {cumulative}"
+        histogram(
+            &mut out,
+            "bridgehead_accept_latency_seconds",
+            "Time from the end of a message's data to the reply (the 250 waits for the spool fsync and the queue commit).",
+            &self.accept,
         );
 
         family(
@@ -369,6 +370,22 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
 
 /// A label value per the text format: backslash, double quote and line feed
 /// escaped.
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    family(out, name, "histogram", help);
+    let mut cumulative = 0u64;
+    for (i, b) in h.buckets.iter().enumerate() {
+        cumulative += b.load(Relaxed);
+        let le = h
+            .bounds
+            .get(i)
+            .map_or_else(|| "+Inf".to_string(), |v| v.to_string());
+        sample(out, &format!("{name}_bucket"), &[("le", &le)], cumulative);
+    }
+    let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
+}
+
 pub fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {

@@ -23,8 +23,6 @@ use crate::routing::{Route, hop_key};
 
 /// How long an idle connection waits in the pool for the next message.
 const IDLE: Duration = Duration::from_secs(10);
-/// Idle connections kept per server.
-const MAX_IDLE_PER_SERVER: usize = 4;
 /// Servers tried per connector before giving up on it (RFC 5321 §5.1 asks for
 /// "a reasonable number" of MX hosts).
 const MAX_TARGETS: usize = 10;
@@ -140,7 +138,10 @@ impl RemoteDelivery {
                 return match conn.send(tx).await {
                     Ok(outcomes) => {
                         let remote_dsn = conn.extensions().dsn;
-                        self.put_back(key, conn);
+                        // As many stay open as the connector may use at once
+                        // for one destination: with fewer, busy hops kept
+                        // closing connections only to open new ones.
+                        self.put_back(key, conn, c.max_per_destination as usize);
                         HopOutcome::Done {
                             outcomes,
                             connector: c.name.clone(),
@@ -314,14 +315,14 @@ impl RemoteDelivery {
         None
     }
 
-    fn put_back(&self, key: (String, SocketAddr), conn: Connection) {
+    fn put_back(&self, key: (String, SocketAddr), conn: Connection, max_idle: usize) {
         if !conn.is_usable() {
             return; // after a 421 or an error: dropping it closes the socket
         }
         if let Ok(mut pool) = self.pool.lock() {
             let list = pool.entry(key).or_default();
             list.retain(|i| i.since.elapsed() < IDLE);
-            if list.len() < MAX_IDLE_PER_SERVER {
+            if list.len() < max_idle {
                 list.push(Idle {
                     conn,
                     since: Instant::now(),

@@ -28,11 +28,14 @@ use crate::routing::{self, SendConnector};
 use crate::settings::ServerSettings;
 use crate::smtp::address::EmailAddress;
 use crate::store::Store;
-use crate::store::queue::{self as rows, MessageRow, RecipientRow};
+use crate::store::queue::{self as rows, MessageRow, RecipientRow, writes};
+use crate::store::writer::Writer;
 use crate::tracking::{self, Event, EventKind};
 
-/// Messages processed at the same time.
-const WORKERS: usize = 16;
+/// Messages processed at the same time. Most of a worker's time is waiting
+/// (for the next hop's replies, for the group commit), so there are more of them
+/// than a send connector's default 20 connections per destination.
+const WORKERS: usize = 32;
 /// How often the manager looks for queue actions made by another process.
 const QUEUE_POLL: Duration = Duration::from_millis(500);
 /// Header bytes read for the hop count and DSN decisions.
@@ -46,6 +49,8 @@ pub struct QueueContext {
     pub store: Store,
     pub spool: Spool,
     pub submitter: Submitter,
+    /// Every write of the queue manager goes through here (group commit).
+    pub writer: Writer,
     pub local: LocalDelivery,
     pub remote: RemoteDelivery,
     pub send_connectors: watch::Receiver<Arc<Vec<Arc<SendConnector>>>>,
@@ -266,62 +271,111 @@ async fn process(ctx: &QueueContext, id: &str) -> Option<DateTime<Utc>> {
     if msg.suspended || msg.poisoned {
         return None;
     }
-    let prior = match rows::begin_processing(ctx.store.pool(), id).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot record processing");
-            return Some(Utc::now() + chrono::Duration::seconds(30));
-        }
-    };
-    if prior >= 2 {
+    if msg.processing_count >= 2 {
         poison(ctx, &msg).await;
         return None;
     }
-    let result = run_stages(ctx, &msg, rcpts).await;
-    let settings = ctx.settings.borrow().clone();
-    let (error, next) = match result {
-        Ok(next) => (None, next),
+    match run_stages(ctx, &msg, rcpts).await {
+        Ok(next) => next,
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "processing failed; will retry");
-            let next = Utc::now()
-                + chrono::Duration::from_std(settings.retry.first_interval).unwrap_or_default();
-            (Some(format!("{e:#}")), Some(next))
+            let error = format!("{e:#}");
+            tracing::warn!(error = %error, "processing failed; will retry");
+            let first = ctx.settings.borrow().retry.first_interval;
+            let next = Utc::now() + chrono::Duration::from_std(first).unwrap_or_default();
+            let (id, at, count) = (msg.id.clone(), format_time(next), msg.processing_count + 1);
+            let recorded = ctx
+                .writer
+                .run(move |conn| writes::fail_processing(conn, &id, count, &error, &at))
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "cannot record the failed run");
+            }
+            Some(next)
         }
-    };
-    let Ok(mut conn) = ctx.store.pool().acquire().await else {
-        return next;
-    };
-    if let Err(e) = rows::end_processing(
-        &mut conn,
-        id,
-        error.as_deref(),
-        next.map(format_time).as_deref(),
-    )
-    .await
-    {
-        tracing::error!(error = %e, "cannot record the end of processing");
     }
-    next
 }
 
 /// A message that failed processing twice: parked in the Poison queue, never
 /// retried automatically (an admin resumes or removes it).
 async fn poison(ctx: &QueueContext, msg: &MessageRow) {
     tracing::error!(queue_id = %msg.id, "message failed processing twice; moved to the Poison queue");
-    let Ok(mut tx) = ctx.store.pool().begin().await else {
-        return;
-    };
     let mut e = Event::new(EventKind::Poison);
     e.queue_id = Some(msg.id.clone());
     e.message_id = msg.message_id.clone();
     e.sender = Some(msg.sender.clone());
     e.status = msg.last_error.clone();
-    let ok = rows::set_poisoned(&mut tx, &msg.id, true, Some("processing failed twice"))
-        .await
-        .is_ok()
-        && tracking::insert(&mut tx, &e).await.is_ok();
-    if ok {
-        let _ = tx.commit().await;
+    let id = msg.id.clone();
+    let done = ctx
+        .writer
+        .run(move |conn| {
+            writes::set_poisoned(conn, &id, "processing failed twice")?;
+            tracking::write(conn, &e)
+        })
+        .await;
+    if let Err(e) = done {
+        tracing::error!(error = %e, "cannot move the message to the Poison queue");
+    }
+}
+
+/// What one processing run writes, committed together as one job of the
+/// queue's [`Writer`] (so it shares a transaction and an fsync with whatever
+/// else is committing at that moment).
+#[derive(Default)]
+struct Writes {
+    /// Count the run before the first delivery attempt (see `begin_processing`).
+    begin: bool,
+    /// Set with `begin` (the categorizer's run).
+    stage: Option<&'static str>,
+    recipients: Vec<RecipientRow>,
+    events: Vec<Event>,
+    /// Next hops whose Retry state changes: `Some((retry_at, error))` or cleared.
+    hops: Vec<(String, Option<(String, String)>)>,
+    /// The run ended normally: when the message is due again.
+    end: Option<Option<String>>,
+    /// Every recipient is final: forget the message.
+    delete: bool,
+}
+
+impl Writes {
+    /// Adds a recipient row, replacing an earlier write of the same recipient.
+    fn recipient(&mut self, row: RecipientRow) {
+        match self.recipients.iter_mut().find(|r| r.seq == row.seq) {
+            Some(slot) => *slot = row,
+            None => self.recipients.push(row),
+        }
+    }
+
+    async fn commit(self, ctx: &QueueContext, id: &str) -> Result<()> {
+        let id = id.to_string();
+        ctx.writer
+            .run(move |conn| self.apply(conn, &id))
+            .await
+            .context("cannot record the queue's progress")
+    }
+
+    fn apply(&self, conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<()> {
+        if self.begin {
+            writes::begin_processing(conn, id, self.stage)?;
+        }
+        if !self.delete {
+            // (A deleted message's recipient rows go with it.)
+            for r in &self.recipients {
+                writes::upsert_recipient(conn, r)?;
+            }
+        }
+        for e in &self.events {
+            tracking::write(conn, e)?;
+        }
+        for (hop, state) in &self.hops {
+            let state = state.as_ref().map(|(at, why)| (at.as_str(), why.as_str()));
+            writes::set_hop_retry(conn, hop, state)?;
+        }
+        if self.delete {
+            writes::delete_message(conn, id)?;
+        } else if let Some(next) = &self.end {
+            writes::end_processing(conn, id, next.as_deref())?;
+        }
+        Ok(())
     }
 }
 
@@ -364,26 +418,37 @@ async fn run_stages(
                 .map_or_else(|| UNREACHABLE_HOP.to_string(), |r| r.key)
         };
         let plan = categorizer::categorize(&dir, msg, &rcpts, received, &route);
-        let mut tx = ctx.store.pool().begin().await?;
-        for r in &plan.rows {
-            rows::upsert_recipient(&mut tx, r).await?;
-        }
-        for e in &plan.events {
-            tracking::insert(&mut tx, e).await?;
-        }
-        rows::set_stage(&mut tx, &msg.id, "categorized").await?;
-        tx.commit().await?;
         // Refused by the categorizer (unknown recipient, loop): no attempt made.
         let refused = plan.rows.iter().filter(|r| r.status == "failed").count();
+        for row in &plan.rows {
+            match rcpts.iter_mut().find(|r| r.seq == row.seq) {
+                Some(slot) => *slot = row.clone(),
+                None => rcpts.push(row.clone()),
+            }
+        }
+        rcpts.sort_by_key(|r| r.seq);
+        let categorized = Writes {
+            begin: true,
+            stage: Some("categorized"),
+            recipients: plan.rows,
+            events: plan.events,
+            ..Writes::default()
+        };
+        categorized.commit(ctx, &msg.id).await?;
         ctx.metrics
             .deliveries(Outcome::Failed, Via::None, refused as u64);
-        let mut conn = ctx.store.pool().acquire().await?;
-        rcpts = rows::recipients(&mut conn, &msg.id).await?;
+    } else if rcpts.iter().any(|r| r.status == "queued") {
+        // Counted before delivery: a run the process does not survive stays counted.
+        Writes {
+            begin: true,
+            ..Writes::default()
+        }
+        .commit(ctx, &msg.id)
+        .await?;
     }
 
     // 2. Expiry and delivery of what is due.
-    let mut changed: Vec<RecipientRow> = Vec::new();
-    let mut events: Vec<Event> = Vec::new();
+    let mut writes = Writes::default();
     let expired = age >= settings.retry.expiration;
     let retry_at =
         now + chrono::Duration::from_std(settings.retry.interval_at(age)).unwrap_or_default();
@@ -412,8 +477,8 @@ async fn run_stages(
                 .map(|d| format!(" (last error: {d})"))
                 .unwrap_or_default();
             row.diagnostic = Some(format!("550 {code} {text}{last}"));
-            events.push(event(msg, EventKind::Fail, &row, &hop));
-            changed.push(row);
+            writes.events.push(event(msg, EventKind::Fail, &row, &hop));
+            writes.recipients.push(row);
             continue;
         }
         if suspended.contains(&hop) {
@@ -435,14 +500,14 @@ async fn run_stages(
                     "failed" => EventKind::Fail,
                     _ => EventKind::Defer,
                 };
-                events.push(event(msg, kind, &row, &hop));
+                writes.events.push(event(msg, kind, &row, &hop));
             }
             _ => {
                 remote_due.push(row);
                 continue;
             }
         }
-        changed.push(row);
+        writes.recipients.push(row);
     }
     if !remote_due.is_empty() {
         let hops = HopContext {
@@ -451,42 +516,38 @@ async fn run_stages(
             retry_at,
             now,
         };
-        deliver_remote(
-            ctx,
-            msg,
-            &spool_path,
-            remote_due,
-            &hops,
-            &mut changed,
-            &mut events,
-        )
-        .await;
+        deliver_remote(ctx, msg, &spool_path, remote_due, &hops, &mut writes).await;
     }
-    if !changed.is_empty() {
-        let mut tx = ctx.store.pool().begin().await?;
-        for r in &changed {
-            rows::upsert_recipient(&mut tx, r).await?;
-        }
-        for e in &events {
-            tracking::insert(&mut tx, e).await?;
-        }
-        tx.commit().await?;
-        count_outcomes(&ctx.metrics, received_at, &rcpts, &changed);
-        for r in changed {
-            if let Some(slot) = rcpts.iter_mut().find(|x| x.seq == r.seq) {
-                *slot = r;
-            }
+    // The outcomes, for the metrics once they are committed.
+    let changed = writes.recipients.clone();
+    let before = rcpts.clone();
+    for r in &changed {
+        if let Some(slot) = rcpts.iter_mut().find(|x| x.seq == r.seq) {
+            *slot = r.clone();
         }
     }
+    let mut counted = changed.is_empty();
 
     // 3. Delivery status notifications.
-    send_notifications(ctx, &settings, msg, &headers, &mut rcpts, age, now).await?;
+    let notices = Notices::due(&settings, msg, &headers, &rcpts, age, now);
+    if !notices.dsns.is_empty() {
+        // The outcomes are on disk before any report about them goes out.
+        std::mem::take(&mut writes).commit(ctx, &msg.id).await?;
+        count_outcomes(&ctx.metrics, received_at, &before, &changed);
+        counted = true;
+        for (action, list, until) in &notices.dsns {
+            send_dsn(ctx, &settings, msg, list, *action, *until, now).await?;
+        }
+    }
+    notices.record(&mut rcpts, &mut writes);
 
     // 4. Done, or when next?
     if !rcpts.iter().any(RecipientRow::is_active) {
-        let mut tx = ctx.store.pool().begin().await?;
-        rows::delete_message(&mut tx, &msg.id).await?;
-        tx.commit().await?;
+        writes.delete = true;
+        writes.commit(ctx, &msg.id).await?;
+        if !counted {
+            count_outcomes(&ctx.metrics, received_at, &before, &changed);
+        }
         ctx.spool.remove(&msg.id)?;
         tracing::info!("message complete; removed from the queue");
         return Ok(None);
@@ -523,7 +584,13 @@ async fn run_stages(
             );
         }
     }
-    Ok(next.map(|t| t.max(now)))
+    let next = next.map(|t| t.max(now));
+    writes.end = Some(next.map(format_time));
+    writes.commit(ctx, &msg.id).await?;
+    if !counted {
+        count_outcomes(&ctx.metrics, received_at, &before, &changed);
+    }
+    Ok(next)
 }
 
 /// Counts the committed changes of one pass in `/metrics`: final outcomes, and
@@ -647,15 +714,14 @@ impl HopContext<'_> {
 
 /// Routes the due remote recipients of one message afresh (connectors may have
 /// changed since the categorizer ran), groups them by domain, and delivers each
-/// group over its route. Outcomes land in `changed` and `events`.
+/// group over its route. Outcomes, events and next-hop states land in `writes`.
 async fn deliver_remote(
     ctx: &QueueContext,
     msg: &MessageRow,
     spool_path: &std::path::Path,
     due: Vec<RecipientRow>,
     hops: &HopContext<'_>,
-    changed: &mut Vec<RecipientRow>,
-    events: &mut Vec<Event>,
+    writes: &mut Writes,
 ) {
     let connectors = ctx.send_connectors.borrow().clone();
     let mut by_domain: Vec<(String, Vec<RecipientRow>)> = Vec::new();
@@ -679,9 +745,11 @@ async fn deliver_remote(
                 row.status_code = Some("4.4.4".into());
                 row.diagnostic = Some(format!("451 4.4.4 No send connector covers {domain}"));
                 if moved {
-                    events.push(event(msg, EventKind::Defer, &row, UNREACHABLE_HOP));
+                    writes
+                        .events
+                        .push(event(msg, EventKind::Defer, &row, UNREACHABLE_HOP));
                 }
-                changed.push(row);
+                writes.recipients.push(row);
             }
             continue;
         };
@@ -697,17 +765,25 @@ async fn deliver_remote(
                 if let Some(why) = &why {
                     row.diagnostic = Some(format!("451 4.4.1 {why}"));
                 }
-                changed.push(row);
+                writes.recipients.push(row);
             }
             continue;
         }
         for batch in rows_of_domain.chunks(MAX_RCPTS_PER_TRANSACTION) {
             let outcome = send_batch(ctx, msg, spool_path, &route, &domain, batch).await;
-            let hop_state = record_outcome(msg, &key, batch, outcome, &retry, changed, events);
+            let hop_state = record_outcome(
+                msg,
+                &key,
+                batch,
+                outcome,
+                &retry,
+                &mut writes.recipients,
+                &mut writes.events,
+            );
             // A connection failure puts the whole next hop in Retry; a conversation
             // with a server ends that.
-            let write = match &hop_state {
-                Some(Some(why)) => Some(Some((retry.as_str(), why.as_str()))),
+            let state = match hop_state {
+                Some(Some(why)) => Some(Some((retry.clone(), why))),
                 Some(None)
                     if hops
                         .states
@@ -718,10 +794,9 @@ async fn deliver_remote(
                 }
                 _ => None,
             };
-            if let Some(state) = write
-                && let Err(e) = rows::set_hop_retry(ctx.store.pool(), &key, state).await
-            {
-                tracing::warn!(error = %e, hop = %key, "cannot record the next hop's state");
+            if let Some(state) = state {
+                writes.hops.retain(|(hop, _)| *hop != key);
+                writes.hops.push((key.clone(), state));
             }
         }
     }
@@ -868,84 +943,85 @@ fn wants(notify: &Option<String>, what: &str, default: bool) -> bool {
     }
 }
 
-/// Sends the NDR, delay and success notices that are due, then records them.
-async fn send_notifications(
-    ctx: &QueueContext,
-    settings: &ServerSettings,
-    msg: &MessageRow,
-    headers: &[u8],
-    rcpts: &mut [RecipientRow],
-    age: Duration,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    // Never a DSN to the null sender, nor about a report (RFC 3464 §2).
-    let silent = msg.sender.is_empty() || dsn::is_report(headers);
-    let mut failed = Vec::new();
-    let mut delayed = Vec::new();
-    let mut delivered = Vec::new();
-    for (i, r) in rcpts.iter().enumerate() {
-        match r.status.as_str() {
-            "failed" if !r.reported => failed.push(i),
-            "delivered" if !r.reported => delivered.push(i),
-            "queued" if !r.delay_notified && age >= settings.retry.delay_notice_after => {
-                delayed.push(i)
+/// The notifications one run owes: the DSN messages to send, and the recipients
+/// to mark as reported (also those whose NOTIFY, or the null sender, asks for no
+/// report, so that nothing is ever reported twice).
+struct Notices {
+    dsns: Vec<(dsn::Action, Vec<RecipientRow>, Option<DateTime<Utc>>)>,
+    reported: Vec<usize>,
+    delayed: Vec<usize>,
+}
+
+impl Notices {
+    /// The NDR, delay and success notices that are due.
+    fn due(
+        settings: &ServerSettings,
+        msg: &MessageRow,
+        headers: &[u8],
+        rcpts: &[RecipientRow],
+        age: Duration,
+        now: DateTime<Utc>,
+    ) -> Notices {
+        // Never a DSN to the null sender, nor about a report (RFC 3464 §2).
+        let silent = msg.sender.is_empty() || dsn::is_report(headers);
+        let mut failed = Vec::new();
+        let mut delayed = Vec::new();
+        let mut delivered = Vec::new();
+        for (i, r) in rcpts.iter().enumerate() {
+            match r.status.as_str() {
+                "failed" if !r.reported => failed.push(i),
+                "delivered" if !r.reported => delivered.push(i),
+                "queued" if !r.delay_notified && age >= settings.retry.delay_notice_after => {
+                    delayed.push(i)
+                }
+                _ => {}
             }
-            _ => {}
+        }
+        let pick = |list: &[usize], what: &str, default: bool| -> Vec<RecipientRow> {
+            list.iter()
+                .map(|&i| rcpts[i].clone())
+                .filter(|r| !silent && wants(&r.notify, what, default))
+                .collect()
+        };
+        let until = parse_time(&msg.received_at).unwrap_or(now)
+            + chrono::Duration::from_std(settings.retry.expiration).unwrap_or_default();
+        // Handed to a server that does not speak DSN: "relayed" (RFC 3464 §2.3.3).
+        let (relayed, success): (Vec<RecipientRow>, Vec<RecipientRow>) =
+            pick(&delivered, "SUCCESS", false)
+                .into_iter()
+                .partition(|r| r.remote_mta.is_some());
+        let dsns = [
+            (dsn::Action::Failed, pick(&failed, "FAILURE", true), None),
+            (
+                dsn::Action::Delayed,
+                pick(&delayed, "DELAY", true),
+                Some(until),
+            ),
+            (dsn::Action::Delivered, success, None),
+            (dsn::Action::Relayed, relayed, None),
+        ]
+        .into_iter()
+        .filter(|(_, list, _)| !list.is_empty())
+        .collect();
+        failed.extend(delivered);
+        Notices {
+            dsns,
+            reported: failed,
+            delayed,
         }
     }
-    if failed.is_empty() && delayed.is_empty() && delivered.is_empty() {
-        return Ok(());
-    }
-    let pick = |list: &[usize], what: &str, default: bool| -> Vec<RecipientRow> {
-        list.iter()
-            .map(|&i| rcpts[i].clone())
-            .filter(|r| !silent && wants(&r.notify, what, default))
-            .collect()
-    };
-    let ndr = pick(&failed, "FAILURE", true);
-    let delay = pick(&delayed, "DELAY", true);
-    let success = pick(&delivered, "SUCCESS", false);
-    let until = parse_time(&msg.received_at).unwrap_or(now)
-        + chrono::Duration::from_std(settings.retry.expiration).unwrap_or_default();
-    if !ndr.is_empty() {
-        send_dsn(ctx, settings, msg, &ndr, dsn::Action::Failed, None, now).await?;
-    }
-    if !delay.is_empty() {
-        send_dsn(
-            ctx,
-            settings,
-            msg,
-            &delay,
-            dsn::Action::Delayed,
-            Some(until),
-            now,
-        )
-        .await?;
-    }
-    // Handed to a server that does not speak DSN: "relayed" (RFC 3464 §2.3.3).
-    let (relayed, success): (Vec<RecipientRow>, Vec<RecipientRow>) =
-        success.into_iter().partition(|r| r.remote_mta.is_some());
-    for (list, action) in [
-        (success, dsn::Action::Delivered),
-        (relayed, dsn::Action::Relayed),
-    ] {
-        if !list.is_empty() {
-            send_dsn(ctx, settings, msg, &list, action, None, now).await?;
+
+    /// Marks the recipients as reported (once the DSNs are queued).
+    fn record(&self, rcpts: &mut [RecipientRow], writes: &mut Writes) {
+        for &i in &self.reported {
+            rcpts[i].reported = true;
+            writes.recipient(rcpts[i].clone());
+        }
+        for &i in &self.delayed {
+            rcpts[i].delay_notified = true;
+            writes.recipient(rcpts[i].clone());
         }
     }
-    // Record that these are reported (also those NOTIFY=NEVER or the null sender
-    // asked us not to report), so they are never reported twice.
-    let mut tx = ctx.store.pool().begin().await?;
-    for &i in failed.iter().chain(&delivered) {
-        rcpts[i].reported = true;
-        rows::upsert_recipient(&mut tx, &rcpts[i]).await?;
-    }
-    for &i in &delayed {
-        rcpts[i].delay_notified = true;
-        rows::upsert_recipient(&mut tx, &rcpts[i]).await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 async fn send_dsn(

@@ -1,6 +1,6 @@
 //! Message bodies on disk: `data/spool/tmp/<id>` while being received, then
-//! fsync'd and renamed to `data/spool/msg/<id>`. The directory fsync that makes
-//! the rename durable is done once per group commit (see `submit.rs`).
+//! fsync'd, renamed to `data/spool/msg/<id>`, and the directory fsync'd so the
+//! rename is durable before the queue row that names the file is committed.
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +71,7 @@ impl Spool {
             file.sync_all()?;
             let size = file.metadata()?.len();
             std::fs::rename(&tmp, self.message_path(id))?;
+            sync_dir(&self.msg_dir())?;
             Ok((r, size))
         })();
         if result.is_err() {
@@ -123,6 +124,11 @@ impl Spool {
     }
 }
 
+/// Makes the renames into `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// A spool file being written. Dropped without `commit`, it removes itself.
 pub struct SpoolWriter {
     file: Option<BufWriter<tokio::fs::File>>,
@@ -144,15 +150,36 @@ impl SpoolWriter {
         self.written
     }
 
-    /// Flushes, fsyncs and renames the file into `msg/`. The caller must still
-    /// fsync the directory (the group committer does) before relying on it.
+    /// Flushes, fsyncs and renames the file into `msg/`, then fsyncs `msg/`:
+    /// afterwards the file survives power loss under its final name. (Concurrent
+    /// sessions' directory fsyncs share the file system's journal commits.)
     pub async fn commit(mut self) -> std::io::Result<PathBuf> {
-        if let Some(mut f) = self.file.take() {
+        let Some(mut f) = self.file.take() else {
+            return Ok(self.dest.clone());
+        };
+        let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
+        let result = async move {
             f.flush().await?;
-            let file = f.into_inner();
-            file.sync_all().await?;
-            drop(file);
-            tokio::fs::rename(&self.tmp, &self.dest).await?;
+            let file = f.into_inner().into_std().await;
+            // One hop to the blocking pool for all three system calls.
+            tokio::task::spawn_blocking(move || {
+                file.sync_all()?;
+                drop(file);
+                std::fs::rename(&tmp, &dest)?;
+                match dest.parent() {
+                    Some(dir) => sync_dir(dir),
+                    None => Ok(()),
+                }
+            })
+            .await
+            .map_err(std::io::Error::other)?
+        }
+        .await;
+        if let Err(e) = result {
+            // Not accepted: neither name may linger.
+            let _ = std::fs::remove_file(&self.tmp);
+            let _ = std::fs::remove_file(&self.dest);
+            return Err(e);
         }
         Ok(self.dest.clone())
     }

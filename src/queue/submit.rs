@@ -1,23 +1,22 @@
 //! The durable submit path. A receive session (or pickup, or the DSN generator)
-//! hands over an [`Envelope`] whose body is already fsync'd in the spool; the
-//! committer task batches every envelope waiting at that moment into one SQLite
-//! transaction (group commit: one directory fsync and one WAL fsync for the whole
-//! batch), and only then answers each submitter. The receive side says 250 after
-//! that answer, so an accepted message survives `kill -9` and power loss.
+//! hands over an [`Envelope`] whose body is already durable in the spool (file
+//! and directory fsync'd, see `spool.rs`); the envelope rows are committed by the
+//! queue's [`Writer`] together with whatever else is waiting at that moment
+//! (group commit: one WAL fsync for the whole batch), and only then does
+//! `submit` return. The receive side says 250 after that, so an accepted message
+//! survives `kill -9` and power loss.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::QueueId;
+use super::spool::Spool;
 use crate::metrics::Metrics;
 use crate::smtp::address::EmailAddress;
-use crate::store::Store;
+use crate::store::StoreError;
+use crate::store::writer::Writer;
 use crate::tracking::{self, Event, EventKind};
-
-/// At most this many envelopes share one transaction.
-const MAX_BATCH: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct EnvelopeRecipient {
@@ -49,138 +48,93 @@ pub struct Envelope {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("the queue is shutting down")]
-    Closed,
-    #[error("cannot commit to the queue: {0}")]
-    Commit(String),
-}
+#[error("cannot commit to the queue: {0}")]
+pub struct SubmitError(#[from] StoreError);
 
-struct Request {
-    envelope: Envelope,
-    done: oneshot::Sender<Result<(), SubmitError>>,
-}
-
-/// A handle to the committer; cheap to clone.
+/// Queues envelopes; cheap to clone.
 #[derive(Clone)]
 pub struct Submitter {
-    tx: mpsc::Sender<Request>,
+    writer: Writer,
+    spool: Spool,
+    committed: Option<mpsc::UnboundedSender<QueueId>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Submitter {
-    /// Starts the committer task. `msg_dir` is fsync'd once per batch so the
-    /// renames of the batch's spool files are durable before the rows commit.
-    /// Each committed message counts in `messages_received_total{source}`.
-    pub fn start(
-        store: Store,
-        msg_dir: PathBuf,
+    /// Each committed id is announced on `committed` (the queue manager's
+    /// scheduler) and counts in `messages_received_total{source}`.
+    pub fn new(
+        writer: Writer,
+        spool: Spool,
         committed: Option<mpsc::UnboundedSender<QueueId>>,
         metrics: Arc<Metrics>,
     ) -> Submitter {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(committer(store, msg_dir, rx, committed, metrics));
-        Submitter { tx }
+        Submitter {
+            writer,
+            spool,
+            committed,
+            metrics,
+        }
     }
 
     /// Returns once the envelope (and its RECEIVE tracking event) is committed.
     pub async fn submit(&self, envelope: Envelope) -> Result<(), SubmitError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Request { envelope, done })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
-        wait.await.map_err(|_| SubmitError::Closed)?
-    }
-}
-
-/// Commits batches; announces each committed id on `committed` (the scheduler).
-async fn committer(
-    store: Store,
-    msg_dir: PathBuf,
-    mut rx: mpsc::Receiver<Request>,
-    committed: Option<mpsc::UnboundedSender<QueueId>>,
-    metrics: Arc<Metrics>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = commit_batch(&store, &msg_dir, &batch).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, messages = batch.len(), "queue commit failed");
+        let (id, source) = (envelope.id.clone(), envelope.source.clone());
+        let committed = self
+            .writer
+            .run(move |conn| insert_envelope(conn, &envelope))
+            .await;
+        if let Err(e) = committed {
+            tracing::error!(queue_id = %id, error = %e, "queue commit failed");
+            // The message was not accepted: its spool file must not linger.
+            let _ = self.spool.remove(id.as_str());
+            return Err(e.into());
         }
-        for req in batch.drain(..) {
-            let r = match &result {
-                Ok(()) => {
-                    metrics.message_received(&req.envelope.source);
-                    if let Some(tx) = &committed {
-                        let _ = tx.send(req.envelope.id.clone());
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    // The message was not accepted: its spool file must not linger.
-                    let _ = std::fs::remove_file(msg_dir.join(req.envelope.id.as_str()));
-                    Err(SubmitError::Commit(e.to_string()))
-                }
-            };
-            let _ = req.done.send(r);
+        self.metrics.message_received(&source);
+        if let Some(tx) = &self.committed {
+            let _ = tx.send(id);
         }
+        Ok(())
     }
 }
 
-async fn commit_batch(
-    store: &Store,
-    msg_dir: &std::path::Path,
-    batch: &[Request],
-) -> anyhow::Result<()> {
-    let dir = msg_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
-        .await??;
-    let mut tx = store.pool().begin().await?;
-    for Request { envelope: e, .. } in batch {
-        insert_envelope(&mut tx, e).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn insert_envelope(
-    conn: &mut sqlx::SqliteConnection,
-    e: &Envelope,
-) -> Result<(), sqlx::Error> {
+fn insert_envelope(conn: &rusqlite::Connection, e: &Envelope) -> rusqlite::Result<()> {
     let sender = e
         .sender
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO messages (id, received_at, sender, size, message_id, subject, ret, envid, body_type, \
          smtputf8, source, client_ip, client_helo, auth_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(e.id.as_str())
-    .bind(&e.received_at)
-    .bind(&sender)
-    .bind(e.size as i64)
-    .bind(&e.message_id)
-    .bind(&e.subject)
-    .bind(&e.ret)
-    .bind(&e.envid)
-    .bind(&e.body_type)
-    .bind(e.smtputf8)
-    .bind(&e.source)
-    .bind(&e.client_ip)
-    .bind(&e.client_helo)
-    .bind(&e.auth_user)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(rusqlite::params![
+        e.id.as_str(),
+        e.received_at,
+        sender,
+        e.size as i64,
+        e.message_id,
+        e.subject,
+        e.ret,
+        e.envid,
+        e.body_type,
+        e.smtputf8,
+        e.source,
+        e.client_ip,
+        e.client_helo,
+        e.auth_user,
+    ])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO recipients (message_id, seq, address, orcpt, notify) VALUES (?, ?, ?, ?, ?)",
+    )?;
     for (seq, r) in e.recipients.iter().enumerate() {
-        sqlx::query("INSERT INTO recipients (message_id, seq, address, orcpt, notify) VALUES (?, ?, ?, ?, ?)")
-            .bind(e.id.as_str())
-            .bind(seq as i64)
-            .bind(r.address.to_string())
-            .bind(&r.orcpt)
-            .bind(&r.notify)
-            .execute(&mut *conn)
-            .await?;
+        insert.execute(rusqlite::params![
+            e.id.as_str(),
+            seq as i64,
+            r.address.to_string(),
+            r.orcpt,
+            r.notify,
+        ])?;
     }
     // SMTP arrivals are RECEIVE; the pickup directory's are SUBMIT; our own DSNs, DSN.
     let kind = match e.source.as_str() {
@@ -198,5 +152,5 @@ async fn insert_envelope(
     event.client_ip = e.client_ip.clone();
     event.size = Some(e.size);
     event.status = Some("queued".into());
-    tracking::insert(conn, &event).await
+    tracking::write(conn, &event)
 }

@@ -909,6 +909,13 @@ impl<'a> Session<'a> {
     /// Makes the message durable and queues it: spool fsync + rename, then the
     /// group-committed envelope row. Only then 250.
     async fn finish(&mut self, body: BodyWriter) -> Reply {
+        let started = std::time::Instant::now();
+        let reply = self.make_durable(body).await;
+        self.ctx.metrics.accept_latency(started.elapsed());
+        reply
+    }
+
+    async fn make_durable(&mut self, body: BodyWriter) -> Reply {
         let Some(tx) = self.tx.as_ref() else {
             return Reply::new(451, "4.3.0", "Error: internal state");
         };
@@ -917,10 +924,12 @@ impl<'a> Session<'a> {
             Ok(w) => w,
             Err(()) => return Reply::new(452, "4.3.1", "Insufficient system storage"),
         };
+        let started = std::time::Instant::now();
         if let Err(e) = writer.commit().await {
             tracing::error!(error = %e, "cannot make the spool file durable");
             return Reply::new(452, "4.3.1", "Insufficient system storage");
         }
+        let spooled = started.elapsed();
         let envelope = Envelope {
             id: tx.id.clone(),
             received_at: crate::tracking::now_rfc3339(),
@@ -949,7 +958,14 @@ impl<'a> Session<'a> {
         let id = envelope.id.clone();
         match self.ctx.submitter.submit(envelope).await {
             Ok(()) => {
-                tracing::info!(queue_id = %id, size, recipients = tx.recipients.len(), "message queued");
+                tracing::info!(
+                    queue_id = %id,
+                    size,
+                    recipients = tx.recipients.len(),
+                    spool_ms = spooled.as_secs_f64() * 1000.0,
+                    commit_ms = (started.elapsed() - spooled).as_secs_f64() * 1000.0,
+                    "message queued"
+                );
                 Reply::new(
                     250,
                     "2.6.0",

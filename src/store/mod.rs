@@ -9,6 +9,7 @@ pub mod connectors;
 pub mod console_users;
 pub mod organization;
 pub mod queue;
+pub mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -29,12 +30,19 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Write(#[from] rusqlite::Error),
+    #[error("the database writer has stopped")]
+    WriterStopped,
+    #[error("queue transaction failed: {0}")]
+    Batch(String),
 }
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -51,6 +59,8 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals and sorts stay in memory, not in /var/tmp files.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -64,7 +74,15 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { path: name, source })?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file (the queue's [`writer::Writer`] opens its own connection).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -100,39 +100,6 @@ pub async fn schedule(pool: &SqlitePool) -> Result<Vec<(String, Option<String>)>
     .await?)
 }
 
-/// Counts this processing run before it starts (committed), returning the count
-/// before the increment.
-pub async fn begin_processing(pool: &SqlitePool, id: &str) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE messages SET processing_count = processing_count + 1 WHERE id = ? RETURNING processing_count - 1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .unwrap_or(0))
-}
-
-pub async fn end_processing(
-    conn: &mut SqliteConnection,
-    id: &str,
-    error: Option<&str>,
-    next_attempt_at: Option<&str>,
-) -> Result<(), StoreError> {
-    let sql = if error.is_some() {
-        // Keep the count: a message that fails again goes to Poison.
-        "UPDATE messages SET last_error = ?, next_attempt_at = ? WHERE id = ?"
-    } else {
-        "UPDATE messages SET processing_count = 0, last_error = ?, next_attempt_at = ? WHERE id = ?"
-    };
-    sqlx::query(sql)
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 pub async fn set_stage(
     conn: &mut SqliteConnection,
     id: &str,
@@ -152,7 +119,7 @@ pub async fn set_poisoned(
     poisoned: bool,
     error: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE messages SET poisoned = ?, processing_count = 0, last_error = IFNULL(?, last_error) WHERE id = ?")
+    sqlx::query(SET_POISONED)
         .bind(poisoned)
         .bind(error)
         .bind(id)
@@ -174,6 +141,18 @@ pub async fn set_suspended(
     Ok(done.rows_affected() == 1)
 }
 
+const UPSERT_RECIPIENT: &str = "INSERT INTO recipients (message_id, seq, address, orcpt, notify, status, parent_seq, \
+     next_hop, mailbox_id, attempts, next_attempt_at, status_code, diagnostic, remote_mta, delay_notified, reported) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (message_id, seq) DO UPDATE SET status = excluded.status, next_hop = excluded.next_hop, \
+     mailbox_id = excluded.mailbox_id, attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, \
+     status_code = excluded.status_code, diagnostic = excluded.diagnostic, remote_mta = excluded.remote_mta, \
+     delay_notified = excluded.delay_notified, reported = excluded.reported \
+     WHERE recipients.status IN ('pending', 'queued') OR recipients.status = excluded.status";
+
+const SET_POISONED: &str = "UPDATE messages SET poisoned = ?, processing_count = 0, last_error = IFNULL(?, last_error) \
+     WHERE id = ?";
+
 /// Inserts or updates a recipient row. A row that is already final (delivered,
 /// failed, expanded, duplicate) only takes updates that keep its status (e.g.
 /// `reported`): a queue worker holding a stale copy can never undo what an admin
@@ -182,40 +161,23 @@ pub async fn upsert_recipient(
     conn: &mut SqliteConnection,
     r: &RecipientRow,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO recipients (message_id, seq, address, orcpt, notify, status, parent_seq, next_hop, mailbox_id, \
-         attempts, next_attempt_at, status_code, diagnostic, remote_mta, delay_notified, reported) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (message_id, seq) DO UPDATE SET status = excluded.status, next_hop = excluded.next_hop, \
-         mailbox_id = excluded.mailbox_id, attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, \
-         status_code = excluded.status_code, diagnostic = excluded.diagnostic, remote_mta = excluded.remote_mta, \
-         delay_notified = excluded.delay_notified, reported = excluded.reported \
-         WHERE recipients.status IN ('pending', 'queued') OR recipients.status = excluded.status",
-    )
-    .bind(&r.message_id)
-    .bind(r.seq)
-    .bind(&r.address)
-    .bind(&r.orcpt)
-    .bind(&r.notify)
-    .bind(&r.status)
-    .bind(r.parent_seq)
-    .bind(&r.next_hop)
-    .bind(r.mailbox_id)
-    .bind(r.attempts)
-    .bind(&r.next_attempt_at)
-    .bind(&r.status_code)
-    .bind(&r.diagnostic)
-    .bind(&r.remote_mta)
-    .bind(r.delay_notified)
-    .bind(r.reported)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn delete_message(conn: &mut SqliteConnection, id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM messages WHERE id = ?")
-        .bind(id)
+    sqlx::query(UPSERT_RECIPIENT)
+        .bind(&r.message_id)
+        .bind(r.seq)
+        .bind(&r.address)
+        .bind(&r.orcpt)
+        .bind(&r.notify)
+        .bind(&r.status)
+        .bind(r.parent_seq)
+        .bind(&r.next_hop)
+        .bind(r.mailbox_id)
+        .bind(r.attempts)
+        .bind(&r.next_attempt_at)
+        .bind(&r.status_code)
+        .bind(&r.diagnostic)
+        .bind(&r.remote_mta)
+        .bind(r.delay_notified)
+        .bind(r.reported)
         .execute(conn)
         .await?;
     Ok(())
@@ -333,36 +295,113 @@ pub async fn entries(pool: &SqlitePool) -> Result<Vec<QueueEntry>, StoreError> {
     .await?)
 }
 
-/// Records a next hop's connection trouble (the whole queue waits in Retry until
-/// `retry_at`), or clears it after a successful connection (`None`).
-pub async fn set_hop_retry(
-    pool: &SqlitePool,
-    name: &str,
-    retry: Option<(&str, &str)>,
-) -> Result<(), StoreError> {
-    match retry {
-        Some((retry_at, last_error)) => {
-            sqlx::query(
-                "INSERT INTO queue_state (name, retry_at, last_error) VALUES (?, ?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET retry_at = excluded.retry_at, last_error = excluded.last_error",
-            )
-            .bind(name)
-            .bind(retry_at)
-            .bind(last_error)
-            .execute(pool)
-            .await?;
-        }
-        None => {
-            // A queue without admin state needs no row.
-            sqlx::query("DELETE FROM queue_state WHERE name = ? AND suspended = 0")
-                .bind(name)
-                .execute(pool)
-                .await?;
-            sqlx::query("UPDATE queue_state SET retry_at = NULL, last_error = NULL WHERE name = ?")
-                .bind(name)
-                .execute(pool)
-                .await?;
-        }
+/// The queue manager's statements, run by the queue's writer thread
+/// (`store::writer`, synchronous SQLite) inside its group commit.
+pub mod writes {
+    use rusqlite::{Connection, Result, params};
+
+    use super::RecipientRow;
+
+    /// See the async [`super::upsert_recipient`]: a final row keeps its status.
+    pub fn upsert_recipient(conn: &Connection, r: &RecipientRow) -> Result<()> {
+        conn.prepare_cached(super::UPSERT_RECIPIENT)?
+            .execute(params![
+                r.message_id,
+                r.seq,
+                r.address,
+                r.orcpt,
+                r.notify,
+                r.status,
+                r.parent_seq,
+                r.next_hop,
+                r.mailbox_id,
+                r.attempts,
+                r.next_attempt_at,
+                r.status_code,
+                r.diagnostic,
+                r.remote_mta,
+                r.delay_notified,
+                r.reported,
+            ])?;
+        Ok(())
     }
-    Ok(())
+
+    pub fn set_poisoned(conn: &Connection, id: &str, error: &str) -> Result<()> {
+        conn.prepare_cached(super::SET_POISONED)?
+            .execute(params![true, error, id])?;
+        Ok(())
+    }
+
+    /// Counts a processing run before its first delivery attempt. A run that
+    /// never ends (the process dies) leaves the count up; two of them send the
+    /// message to Poison. `stage`, when given, is set in the same statement.
+    pub fn begin_processing(conn: &Connection, id: &str, stage: Option<&str>) -> Result<()> {
+        conn.prepare_cached(
+            "UPDATE messages SET processing_count = processing_count + 1, stage = IFNULL(?, stage) \
+             WHERE id = ?",
+        )?
+        .execute(params![stage, id])?;
+        Ok(())
+    }
+
+    /// A run that ended normally: the count starts over.
+    pub fn end_processing(
+        conn: &Connection,
+        id: &str,
+        next_attempt_at: Option<&str>,
+    ) -> Result<()> {
+        conn.prepare_cached(
+            "UPDATE messages SET processing_count = 0, last_error = NULL, next_attempt_at = ? WHERE id = ?",
+        )?
+        .execute(params![next_attempt_at, id])?;
+        Ok(())
+    }
+
+    /// A run that failed: it counts as one (at least `count`, the count it
+    /// started from plus one), so a message that fails again goes to Poison.
+    pub fn fail_processing(
+        conn: &Connection,
+        id: &str,
+        count: i64,
+        error: &str,
+        next_attempt_at: &str,
+    ) -> Result<()> {
+        conn.prepare_cached(
+            "UPDATE messages SET processing_count = MAX(processing_count, ?), last_error = ?, \
+             next_attempt_at = ? WHERE id = ?",
+        )?
+        .execute(params![count, error, next_attempt_at, id])?;
+        Ok(())
+    }
+
+    /// Forgets a message; its recipient rows go with it (ON DELETE CASCADE).
+    pub fn delete_message(conn: &Connection, id: &str) -> Result<()> {
+        conn.prepare_cached("DELETE FROM messages WHERE id = ?")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Records a next hop's connection trouble (the whole queue waits in Retry
+    /// until `retry_at`), or clears it after a successful connection (`None`).
+    pub fn set_hop_retry(conn: &Connection, name: &str, retry: Option<(&str, &str)>) -> Result<()> {
+        match retry {
+            Some((retry_at, last_error)) => {
+                conn.prepare_cached(
+                    "INSERT INTO queue_state (name, retry_at, last_error) VALUES (?, ?, ?) \
+                     ON CONFLICT (name) DO UPDATE SET retry_at = excluded.retry_at, last_error = excluded.last_error",
+                )?
+                .execute(params![name, retry_at, last_error])?;
+            }
+            None => {
+                // A queue without admin state needs no row.
+                conn.prepare_cached("DELETE FROM queue_state WHERE name = ? AND suspended = 0")?
+                    .execute([name])?;
+                conn.prepare_cached(
+                    "UPDATE queue_state SET retry_at = NULL, last_error = NULL WHERE name = ?",
+                )?
+                .execute([name])?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -78,26 +78,45 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+const INSERT: &str = "INSERT INTO tracking_events (time, event, queue_id, message_id, sender, recipients, \
+     source, client_ip, next_hop, remote, status, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// [`insert`] for the queue's writer thread (synchronous SQLite).
+pub fn write(conn: &rusqlite::Connection, e: &Event) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT)?.execute(rusqlite::params![
+        e.time,
+        e.kind.as_str(),
+        e.queue_id,
+        e.message_id,
+        e.sender,
+        e.recipients.join(","),
+        e.source,
+        e.client_ip,
+        e.next_hop,
+        e.remote,
+        e.status,
+        e.size.map(|s| s as i64),
+    ])?;
+    Ok(())
+}
+
 /// Writes one event inside the caller's transaction.
 pub async fn insert(conn: &mut sqlx::SqliteConnection, e: &Event) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO tracking_events (time, event, queue_id, message_id, sender, recipients, source, \
-         client_ip, next_hop, remote, status, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&e.time)
-    .bind(e.kind.as_str())
-    .bind(&e.queue_id)
-    .bind(&e.message_id)
-    .bind(&e.sender)
-    .bind(e.recipients.join(","))
-    .bind(&e.source)
-    .bind(&e.client_ip)
-    .bind(&e.next_hop)
-    .bind(&e.remote)
-    .bind(&e.status)
-    .bind(e.size.map(|s| s as i64))
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(&e.time)
+        .bind(e.kind.as_str())
+        .bind(&e.queue_id)
+        .bind(&e.message_id)
+        .bind(&e.sender)
+        .bind(e.recipients.join(","))
+        .bind(&e.source)
+        .bind(&e.client_ip)
+        .bind(&e.next_hop)
+        .bind(&e.remote)
+        .bind(&e.status)
+        .bind(e.size.map(|s| s as i64))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
