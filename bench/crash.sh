@@ -7,10 +7,6 @@
 # Binary: $BRIDGEHEAD_BIN, else target/release/bridgehead, else target/debug/bridgehead
 # (with --build: `cargo build --release` first). Exit 1 on any lost message.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-args=()
-for a in "$@"; do
-  if [ "$a" = --build ]; then cargo build --release --locked; else args+=("$a"); fi
-done
+source "$(dirname "$0")/args.sh"
 [ -x /usr/sbin/smtp-sink ] || { echo "crash.sh: /usr/sbin/smtp-sink missing (apt-get install postfix)" >&2; exit 1; }
 exec /usr/bin/python3 bench/crash.py ${args[@]+"${args[@]}"}

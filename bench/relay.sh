@@ -12,11 +12,7 @@
 # (--build runs `cargo build --release` first). Postfix needs root. Exit 1 if any
 # message is not delivered or a client saw an error.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-args=()
-for a in "$@"; do
-  if [ "$a" = --build ]; then cargo build --release --locked; else args+=("$a"); fi
-done
+source "$(dirname "$0")/args.sh"
 for t in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/sbin/postfix; do
   [ -x "$t" ] || { echo "relay.sh: $t missing (apt-get install postfix)" >&2; exit 1; }
 done

@@ -442,6 +442,70 @@ fn smtp_smuggling_is_refused() {
 }
 
 #[test]
+fn bdat_with_bare_line_endings_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = setup(tmp.path());
+    // BDAT cannot be smuggled into (its chunks have a length), but the stored
+    // message may leave again over DATA, where `\r.\r` and the like could end
+    // the data at the next hop: the same bytes DATA refuses are refused here.
+    let variants: [&[u8]; 8] = [
+        b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\n", b"\r",
+    ];
+    for (i, v) in variants.iter().enumerate() {
+        let mut raw = RawSmtp::start(s.smtp[0]);
+        assert_eq!(raw.cmd("MAIL FROM:<a@elsewhere.test>").0, 250);
+        assert_eq!(raw.cmd("RCPT TO:<alice@example.com>").0, 250);
+        let mut chunk = b"Subject: first\r\n\r\nhello".to_vec();
+        chunk.extend_from_slice(v);
+        chunk.extend_from_slice(b"MAIL FROM:<smuggler@elsewhere.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n");
+        let mut payload = format!("BDAT {} LAST\r\n", chunk.len()).into_bytes();
+        payload.extend_from_slice(&chunk);
+        raw.send_bytes(&payload);
+        let (code, text) = raw.reply();
+        assert_eq!(code, 550, "variant {i}: {text}");
+        assert!(text.contains("5.5.2"), "variant {i}: {text}");
+        assert_eq!(
+            raw.cmd("RCPT TO:<alice@example.com>").0,
+            503,
+            "variant {i}: the transaction is gone"
+        );
+        assert_eq!(raw.cmd("QUIT").0, 221, "variant {i}: in sync");
+    }
+
+    let mut raw = RawSmtp::start(s.smtp[0]);
+    // A bare CR found in a middle chunk: refused at once; the chunks the client
+    // pipelined after it are read and answered 503, the session stays usable.
+    assert_eq!(raw.cmd("MAIL FROM:<a@elsewhere.test>").0, 250);
+    assert_eq!(raw.cmd("RCPT TO:<alice@example.com>").0, 250);
+    raw.send("BDAT 5\r\nab\rcdBDAT 3 LAST\r\nx\r\n");
+    let (code, text) = raw.reply();
+    assert_eq!(code, 550, "{text}");
+    assert_eq!(raw.reply().0, 503);
+    // A message ending in a CR is refused at LAST.
+    assert_eq!(raw.cmd("MAIL FROM:<a@elsewhere.test>").0, 250);
+    assert_eq!(raw.cmd("RCPT TO:<alice@example.com>").0, 250);
+    raw.send("BDAT 3 LAST\r\nab\r");
+    assert_eq!(raw.reply().0, 550);
+    // A CRLF split across two chunks is fine.
+    assert_eq!(raw.cmd("MAIL FROM:<a@elsewhere.test>").0, 250);
+    assert_eq!(raw.cmd("RCPT TO:<alice@example.com>").0, 250);
+    raw.send("BDAT 21\r\nSubject: split\r\n\r\nhi\r");
+    assert_eq!(raw.reply().0, 250);
+    raw.send("BDAT 1 LAST\r\n\n");
+    let (code, text) = raw.reply();
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(raw.cmd("QUIT").0, 221);
+    assert_eq!(
+        sql(
+            tmp.path(),
+            "SELECT COUNT(*) FROM tracking_events WHERE event = 'RECEIVE'"
+        ),
+        "1",
+        "only the clean message was queued"
+    );
+}
+
+#[test]
 fn relay_tricks_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let s = setup(tmp.path());

@@ -25,7 +25,7 @@ use crate::queue::submit::{Envelope, EnvelopeRecipient};
 use crate::smtp::address::EmailAddress;
 use crate::smtp::auth;
 use crate::smtp::command::{self, Body, Command, ForwardPath, MailParams, Notify, RcptParams, Ret};
-use crate::smtp::data::{DataDecoder, DataOutcome};
+use crate::smtp::data::{DataDecoder, DataOutcome, LineEndingCheck};
 use crate::smtp::ehlo::Extensions;
 use crate::smtp::reply::Reply;
 
@@ -783,11 +783,7 @@ impl<'a> Session<'a> {
                 "5.3.4",
                 "Message size exceeds fixed maximum message size",
             ),
-            DataOutcome::BareLineEnding => Reply::new(
-                550,
-                "5.5.2",
-                "Message refused: bare <CR> or <LF> in message data (RFC 5321 section 2.3.8)",
-            ),
+            DataOutcome::BareLineEnding => bare_line_ending_reply(),
         };
         self.tx = None;
         self.reply(reply);
@@ -829,6 +825,25 @@ impl<'a> Session<'a> {
         }
         if !ready {
             self.check_ready_for_body();
+            return Flow::Continue;
+        }
+        // A bare CR or LF is refused as in DATA (see smtp::data): the message may
+        // leave again over DATA, where it could end the data at the next hop.
+        let bare = self
+            .tx
+            .as_ref()
+            .and_then(|t| t.bdat.as_ref())
+            .is_some_and(|b| {
+                if last {
+                    b.line_ends.bare_at_end()
+                } else {
+                    b.line_ends.bare_seen()
+                }
+            });
+        if bare {
+            self.log(LogEvent::Info, "BDAT: bare <CR> or <LF>, refused");
+            self.tx = None;
+            self.reply(bare_line_ending_reply());
             return Flow::Continue;
         }
         let too_large = self
@@ -990,6 +1005,15 @@ enum Flow {
     StartTls,
 }
 
+/// The refusal of a message with a bare CR or LF, sent with DATA or BDAT.
+fn bare_line_ending_reply() -> Reply {
+    Reply::new(
+        550,
+        "5.5.2",
+        "Message refused: bare <CR> or <LF> in message data (RFC 5321 section 2.3.8)",
+    )
+}
+
 /// The spool file of a message being received, with its size, the first header
 /// bytes (for Message-ID and Subject) and any write error (reported at the end, so
 /// the client's data is still consumed and the session stays in sync).
@@ -1001,6 +1025,8 @@ struct BodyWriter {
     headers_done: bool,
     failed: bool,
     too_large: bool,
+    /// BDAT only: bare CR/LF seen in the chunks so far.
+    line_ends: LineEndingCheck,
 }
 
 impl BodyWriter {
@@ -1023,6 +1049,7 @@ impl BodyWriter {
             headers_done: false,
             failed: true,
             too_large: false,
+            line_ends: LineEndingCheck::default(),
         }
     }
 
@@ -1056,8 +1083,10 @@ impl BodyWriter {
         self.write_raw(bytes).await;
     }
 
-    /// BDAT: like `write`, but enforces the size limit itself.
+    /// BDAT: like `write`, but enforces the size limit itself and checks the
+    /// line endings.
     async fn write_limited(&mut self, bytes: &[u8], max: u64) {
+        self.line_ends.feed(bytes);
         if self.too_large || self.body_bytes + bytes.len() as u64 > max {
             self.too_large = true;
             self.writer = None;

@@ -10,9 +10,13 @@
 //! message can only hide behind such a non-standard terminator, and we neither
 //! end the data there nor accept the tainted message, smuggling is impossible.
 //!
-//! BDAT (RFC 3030) needs none of this: its chunks are length-delimited, so the
-//! session reads exactly `size` octets and stores them as they are (no
-//! dot-unstuffing, no line-ending checks).
+//! BDAT (RFC 3030) needs no end-of-data detection: its chunks are
+//! length-delimited, so the session reads exactly `size` octets and stores them
+//! as they are (no dot-unstuffing). Their line endings are still checked, with
+//! [`LineEndingCheck`]: the stored message may leave again over DATA, where a
+//! bare CR in `<CR>.<CR>` or `<CRLF>.<CR>` could end the data at a lenient next
+//! hop (outbound smuggling). We do not offer BINARYMIME, so a BDAT body, like a
+//! DATA body, must be CRLF text.
 
 /// Result of one [`DataDecoder::feed`] call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +202,42 @@ impl DataDecoder {
     }
 }
 
+/// Finds a bare CR or LF in a message sent in pieces (BDAT chunks), where a
+/// CRLF may be split across two pieces. See the module docs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineEndingCheck {
+    /// The last byte fed was a CR; whether it is bare depends on the next one.
+    pending_cr: bool,
+    bare: bool,
+}
+
+impl LineEndingCheck {
+    /// Checks the next piece of the message.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let mut prev_cr = self.pending_cr;
+        for &b in bytes {
+            // An LF must follow a CR, and a CR must be followed by an LF: either
+            // rule broken (LF without CR, CR without LF) is a bare line ending.
+            if (b == b'\n') != prev_cr {
+                self.bare = true;
+            }
+            prev_cr = b == b'\r';
+        }
+        self.pending_cr = prev_cr;
+    }
+
+    /// A bare CR or LF has been seen (a CR at the very end of what was fed is
+    /// not counted yet: the next piece may start with its LF).
+    pub fn bare_seen(&self) -> bool {
+        self.bare
+    }
+
+    /// The verdict once the message is complete: a CR at the end is bare too.
+    pub fn bare_at_end(&self) -> bool {
+        self.bare || self.pending_cr
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +279,41 @@ mod tests {
         let f = d.feed(input, &mut out);
         (out, f.consumed, f.done, d.outcome(), d.size())
     }
+
+    /// A small deterministic xorshift, so the tests need no extra crates.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
+    /// Up to `max_len - 1` random bytes drawn from `alphabet`.
+    fn random_text(next: &mut impl FnMut() -> u64, alphabet: &[u8], max_len: u64) -> Vec<u8> {
+        let len = next() % max_len;
+        (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect()
+    }
+
+    /// Fake ends of data seen in SMTP smuggling (SEC Consult's inbound and
+    /// outbound lists, smtpsmug), and a lone bare LF and CR.
+    const FAKE_ENDS: &[&[u8]] = &[
+        b"\n.\n",
+        b"\r.\r",
+        b"\n.\r\n",
+        b"\r\n.\n",
+        b"\r.\r\n",
+        b"\r\n.\r",
+        b"\n.\r",
+        b"\r.\n",
+        b"\r\n.\r\r\n",
+        b"\r\r\n.\r\r\n",
+        b"\n",
+        b"\r",
+    ];
 
     const CASES: &[&[u8]] = &[
         b".\r\n",
@@ -302,16 +377,7 @@ mod tests {
 
     #[test]
     fn smuggling_terminators_are_not_the_end() {
-        for fake in [
-            &b"\n.\n"[..],
-            b"\r.\r",
-            b"\n.\r\n",
-            b"\r\n.\n",
-            b"\r.\r\n",
-            b"\r\n.\r",
-            b"\n.\r",
-            b"\r.\n",
-        ] {
+        for &fake in FAKE_ENDS {
             let mut input = b"Subject: a\r\n\r\nbody".to_vec();
             input.extend_from_slice(fake);
             input.extend_from_slice(
@@ -446,20 +512,11 @@ mod tests {
 
     #[test]
     fn random_chunks_match_single_feed() {
-        // Small deterministic xorshift so the test needs no extra crates.
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         // Random messages over a small alphabet rich in CR, LF and dots.
-        let alphabet = b"\r\n.ab";
         let mut inputs: Vec<Vec<u8>> = CASES.iter().map(|c| c.to_vec()).collect();
         for _ in 0..300 {
-            let len = (next() % 40) as usize;
-            inputs.push((0..len).map(|_| alphabet[(next() % 5) as usize]).collect());
+            inputs.push(random_text(&mut next, b"\r\n.ab", 40));
         }
         for input in &inputs {
             for max in [3, 1 << 20] {
@@ -492,19 +549,89 @@ mod tests {
         Some((out, end + 3, bare))
     }
 
+    /// Feeds `pieces` to a [`LineEndingCheck`]; (bare seen, bare at end).
+    fn check(pieces: &[&[u8]]) -> (bool, bool) {
+        let mut c = LineEndingCheck::default();
+        for p in pieces {
+            c.feed(p);
+        }
+        (c.bare_seen(), c.bare_at_end())
+    }
+
+    #[test]
+    fn line_ending_check_clean_text() {
+        assert_eq!(check(&[]), (false, false));
+        assert_eq!(check(&[b""]), (false, false));
+        assert_eq!(check(&[b"Subject: a\r\n\r\nbody\r\n"]), (false, false));
+        // No final line end is fine for BDAT (not our concern here).
+        assert_eq!(check(&[b"a\r\nb"]), (false, false));
+        // A CRLF split across chunks, in every position.
+        assert_eq!(check(&[b"a\r", b"\nb\r\n"]), (false, false));
+        assert_eq!(check(&[b"a\r", b"", b"\n"]), (false, false));
+        assert_eq!(check(&[b"\r", b"\n", b"\r", b"\n"]), (false, false));
+        // Dots and a full terminator inside a BDAT body are just text.
+        assert_eq!(
+            check(&[b"x\r\n.\r\n..\r\nMAIL FROM:<a@b>\r\n"]),
+            (false, false)
+        );
+    }
+
+    #[test]
+    fn line_ending_check_finds_bare_endings() {
+        // Every smuggling sequence, whole and split after each of its bytes.
+        for &fake in FAKE_ENDS {
+            let mut msg = b"Subject: a\r\n\r\nbody".to_vec();
+            msg.extend_from_slice(fake);
+            msg.extend_from_slice(b"MAIL FROM:<evil@x>\r\n");
+            for split in 0..=msg.len() {
+                let (a, b) = msg.split_at(split);
+                assert_eq!(check(&[a, b]), (true, true), "{fake:?} split at {split}");
+            }
+        }
+        assert_eq!(check(&[b"\nstarts bare\r\n"]), (true, true));
+        assert_eq!(check(&[b"a\r", b"b"]), (true, true));
+        // A CR at the very end is only known to be bare at the end.
+        assert_eq!(check(&[b"a\r\nb\r"]), (false, true));
+        assert_eq!(check(&[b"a\r", b"\r\n"]), (true, true));
+    }
+
+    #[test]
+    fn line_ending_check_agrees_with_the_data_decoder() {
+        let mut next = xorshift(777);
+        for _ in 0..2000 {
+            let msg = random_text(&mut next, b"\r\n.a", 30);
+            // The same text through DATA: stuffed, CRLF-terminated, then `.CRLF`.
+            let bare = {
+                let mut c = LineEndingCheck::default();
+                let cut = (next() as usize) % (msg.len() + 1);
+                c.feed(&msg[..cut]);
+                c.feed(&msg[cut..]);
+                c.bare_at_end()
+            };
+            let mut wire = Vec::new();
+            let mut line_start = true;
+            for &b in &msg {
+                if line_start && b == b'.' {
+                    wire.push(b'.');
+                }
+                wire.push(b);
+                line_start = wire.ends_with(b"\r\n");
+            }
+            if !line_start {
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b".\r\n");
+            let (_, f, outcome) = decode(&wire);
+            assert!(f.done && f.consumed == wire.len(), "{msg:?}");
+            assert_eq!(outcome == DataOutcome::BareLineEnding, bare, "{msg:?}");
+        }
+    }
+
     #[test]
     fn matches_whole_buffer_model() {
-        let mut seed: u64 = 12345;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let alphabet = b"\r\n.a";
+        let mut next = xorshift(12345);
         for _ in 0..2000 {
-            let len = (next() % 30) as usize;
-            let input: Vec<u8> = (0..len).map(|_| alphabet[(next() % 4) as usize]).collect();
+            let input = random_text(&mut next, b"\r\n.a", 30);
             let (out, consumed, done, outcome, _) = single(&input, 1 << 20);
             match model(&input) {
                 Some((text, end, bare)) => {
