@@ -13,9 +13,9 @@
 //! - An 8-bit body sent to a server that does not offer 8BITMIME goes out as it
 //!   is, without `BODY=8BITMIME` (what Postfix does by default): converting to
 //!   quoted-printable would break signatures, and virtually every server copes.
-//! - DATA bodies are dot-stuffed (RFC 5321 §4.5.2), a bare LF is sent as CRLF
-//!   (the spool never holds one, but a bare LF must never reach the wire, where
-//!   it could help SMTP smuggling), and a CRLF is added before the final `.` when
+//! - DATA bodies are dot-stuffed (RFC 5321 §4.5.2), a bare CR or LF is sent as
+//!   CRLF (the receive side refuses them, but one must never reach the wire,
+//!   where it could help SMTP smuggling), and a CRLF is added before the final `.` when
 //!   the message does not end with one. BDAT chunks carry the bytes unchanged.
 //! - A failed AUTH is a transient [`ConnectError`] (`permanent: false`): the
 //!   administrator fixes the credentials and the queue retries; bouncing mail
@@ -1179,58 +1179,73 @@ fn rcpt_command(r: &OutRecipient, ext: &Extensions) -> Option<String> {
 #[derive(Debug)]
 struct DotStuffer {
     at_line_start: bool,
-    prev_cr: bool,
+    /// The last chunk ended in a CR; whether an LF follows is not known yet.
+    pending_cr: bool,
 }
 
 impl Default for DotStuffer {
     fn default() -> Self {
         DotStuffer {
             at_line_start: true,
-            prev_cr: false,
+            pending_cr: false,
         }
     }
 }
 
 impl DotStuffer {
+    /// Dot-stuffs `input`, and sends every line ending as CRLF: a bare CR or LF
+    /// becomes CRLF, so no next hop can read a `<CR>.<CR>`-style end of data
+    /// into a message (SMTP smuggling). The receive side already refuses bare
+    /// line endings; this also covers pickup files and anything else spooled.
     fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let mut rest = input;
-        while !rest.is_empty() {
-            if self.at_line_start && rest[0] == b'.' {
+        loop {
+            if self.pending_cr {
+                self.pending_cr = false;
+                self.end_line(out);
+                if rest.first() == Some(&b'\n') {
+                    rest = &rest[1..]; // the CRLF was split across chunks
+                }
+            }
+            let Some(&first) = rest.first() else {
+                return;
+            };
+            if self.at_line_start && first == b'.' {
                 out.push(b'.');
             }
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let cr_before = if i > 0 {
-                        rest[i - 1] == b'\r'
-                    } else {
-                        self.prev_cr
-                    };
-                    out.extend_from_slice(&rest[..i]);
-                    if !cr_before {
-                        out.push(b'\r');
-                    }
-                    out.push(b'\n');
-                    self.at_line_start = true;
-                    self.prev_cr = false;
-                    rest = &rest[i + 1..];
+            let Some(i) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+                out.extend_from_slice(rest);
+                self.at_line_start = false;
+                return;
+            };
+            out.extend_from_slice(&rest[..i]);
+            self.at_line_start = false;
+            match (rest[i], rest.get(i + 1)) {
+                (b'\r', None) => {
+                    self.pending_cr = true;
+                    return;
                 }
-                None => {
-                    out.extend_from_slice(rest);
-                    self.prev_cr = rest.last() == Some(&b'\r');
-                    self.at_line_start = false;
-                    rest = &[];
-                }
+                (b'\r', Some(b'\n')) => rest = &rest[i + 2..],
+                _ => rest = &rest[i + 1..],
             }
+            self.end_line(out);
         }
     }
 
+    fn end_line(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\r\n");
+        self.at_line_start = true;
+    }
+
     fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.end_line(out);
+        }
         if !self.at_line_start {
-            out.extend_from_slice(b"\r\n");
+            self.end_line(out);
         }
         out.extend_from_slice(b".\r\n");
-        self.at_line_start = true;
-        self.prev_cr = false;
     }
 }
 
@@ -1355,19 +1370,27 @@ mod tests {
         assert_eq!(stuff(&[b"x\r\n.y"]), b"x\r\n..y\r\n.\r\n");
         // A dot in the middle of a line is left alone.
         assert_eq!(stuff(&[b"a.b\r\n"]), b"a.b\r\n.\r\n");
-        // Bare LF becomes CRLF; bare CR is kept.
-        assert_eq!(stuff(&[b"a\n.b\rc\r\n"]), b"a\r\n..b\rc\r\n.\r\n");
+        // Bare LF and bare CR become CRLF, and a dot after them is stuffed.
+        assert_eq!(stuff(&[b"a\n.b\r.c\r\n"]), b"a\r\n..b\r\n..c\r\n.\r\n");
+        // The smuggling sequences turn into a stuffed dot line.
+        for fake in [&b"\n.\n"[..], b"\r.\r", b"\r.\n", b"\n.\r", b"\r\n.\r"] {
+            let out = stuff(&[b"x", fake, b"y"]);
+            assert_eq!(out, b"x\r\n..\r\ny\r\n.\r\n", "{fake:?}");
+        }
+        // A CR ending the message, in the last chunk or alone.
+        assert_eq!(stuff(&[b"a\r"]), b"a\r\n.\r\n");
+        assert_eq!(stuff(&[b"a", b"\r"]), b"a\r\n.\r\n");
         // 8-bit bytes pass through.
         assert_eq!(stuff(&["été\r\n".as_bytes()]), "été\r\n.\r\n".as_bytes());
     }
 
     #[test]
     fn dot_stuffing_across_buffer_boundaries() {
-        let input: &[u8] = b"one\r\n.two\r\n..three\r\nfour.\r\n.\r\nlast.";
+        let input: &[u8] = b"one\r\n.two\r\n..three\r\nfour.\r\n.\r\nbare\r.cr\n.lf\r\nlast.";
         let whole = stuff(&[input]);
         assert_eq!(
             whole,
-            b"one\r\n..two\r\n...three\r\nfour.\r\n..\r\nlast.\r\n.\r\n"
+            b"one\r\n..two\r\n...three\r\nfour.\r\n..\r\nbare\r\n..cr\r\n..lf\r\nlast.\r\n.\r\n"
         );
         // Every split point, including between CR and LF and just before a dot.
         for i in 0..=input.len() {
