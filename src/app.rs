@@ -79,6 +79,9 @@ pub async fn serve(config: Config) -> Result<()> {
             "removed unfinished transfers from the spool"
         );
     }
+    crate::queue::submit::drop_unspooled(&store, &spool)
+        .await
+        .context("cannot check the queue against the spool")?;
     let metrics = Arc::new(Metrics::new());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = Writer::start(&store).context("cannot open the queue's database writer")?;

@@ -400,6 +400,15 @@ async fn run_stages(
     // them, so a message whose spool file went missing can still be removed.
     let headers = match ctx.spool.read_headers(&qid, HEADER_LIMIT).await {
         Ok(h) => h,
+        // A message still being accepted (its rows commit while its spool file
+        // is made durable) seen early by a schedule rebuild: look again soon.
+        Err(e)
+            if msg.stage == "submission"
+                && e.kind() == std::io::ErrorKind::NotFound
+                && (ctx.spool.in_progress(&qid) || ctx.spool.message_path(&qid).exists()) =>
+        {
+            return Ok(Some(now + chrono::Duration::seconds(2)));
+        }
         Err(e) if msg.stage == "submission" || rcpts.iter().any(|r| r.status == "queued") => {
             return Err(e).with_context(|| format!("cannot read the spool file of {}", msg.id));
         }

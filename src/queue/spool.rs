@@ -29,6 +29,11 @@ impl Spool {
         self.root.join("msg").join(id.as_str())
     }
 
+    /// The message is still being received or made durable (its file is in `tmp/`).
+    pub fn in_progress(&self, id: &QueueId) -> bool {
+        self.root.join("tmp").join(id.as_str()).exists()
+    }
+
     pub fn msg_dir(&self) -> PathBuf {
         self.root.join("msg")
     }

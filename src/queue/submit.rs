@@ -14,8 +14,8 @@ use super::QueueId;
 use super::spool::Spool;
 use crate::metrics::Metrics;
 use crate::smtp::address::EmailAddress;
-use crate::store::StoreError;
 use crate::store::writer::Writer;
+use crate::store::{Store, StoreError};
 use crate::tracking::{self, Event, EventKind};
 
 #[derive(Debug, Clone)]
@@ -77,25 +77,89 @@ impl Submitter {
         }
     }
 
-    /// Returns once the envelope (and its RECEIVE tracking event) is committed.
+    /// Queues an envelope whose spool file is already durable (pickup, DSNs):
+    /// returns once its rows (and its RECEIVE tracking event) are committed.
     pub async fn submit(&self, envelope: Envelope) -> Result<(), SubmitError> {
         let (id, source) = (envelope.id.clone(), envelope.source.clone());
-        let committed = self
-            .writer
-            .run(move |conn| insert_envelope(conn, &envelope))
-            .await;
-        if let Err(e) = committed {
-            tracing::error!(queue_id = %id, error = %e, "queue commit failed");
+        if let Err(e) = self.commit(envelope).await {
             // The message was not accepted: its spool file must not linger.
             let _ = self.spool.remove(id.as_str());
-            return Err(e.into());
+            return Err(e);
         }
-        self.metrics.message_received(&source);
+        self.announce(id, &source);
+        Ok(())
+    }
+
+    /// Commits the envelope's rows only. The receive side runs this while its
+    /// spool file is still being made durable (the two fsync waits overlap),
+    /// then [`announce`](Self::announce)s the message once both are done, or
+    /// [`withdraw`](Self::withdraw)s the rows if the spool file failed. Nothing
+    /// is acknowledged before both, so rows whose spool file never became
+    /// durable (a crash in between) were never acknowledged:
+    /// [`drop_unspooled`] removes them at start-up.
+    pub async fn commit(&self, envelope: Envelope) -> Result<(), SubmitError> {
+        let id = envelope.id.clone();
+        self.writer
+            .run(move |conn| insert_envelope(conn, &envelope))
+            .await
+            .map_err(|e| {
+                tracing::error!(queue_id = %id, error = %e, "queue commit failed");
+                e.into()
+            })
+    }
+
+    /// Hands a committed message to the queue manager.
+    pub fn announce(&self, id: QueueId, source: &str) {
+        self.metrics.message_received(source);
         if let Some(tx) = &self.committed {
             let _ = tx.send(id);
         }
-        Ok(())
     }
+
+    /// Takes back committed rows whose message was not accepted after all.
+    pub async fn withdraw(&self, id: &QueueId) -> Result<(), SubmitError> {
+        let id = id.to_string();
+        Ok(self
+            .writer
+            .run(move |conn| {
+                conn.prepare_cached("DELETE FROM tracking_events WHERE queue_id = ?")?
+                    .execute([&id])?;
+                crate::store::queue::writes::delete_message(conn, &id)
+            })
+            .await?)
+    }
+}
+
+/// At start-up: removes messages that were committed but whose spool file is
+/// missing. Only a crash between [`Submitter::commit`] and the spool file's
+/// rename leaves one, and such a message was never acknowledged (still in the
+/// submission stage: the manager never saw it).
+pub async fn drop_unspooled(store: &Store, spool: &Spool) -> Result<usize, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM messages WHERE stage = 'submission'")
+        .fetch_all(store.pool())
+        .await?;
+    let mut dropped = 0;
+    for id in ids {
+        let Some(qid) = QueueId::parse(&id) else {
+            continue;
+        };
+        if spool.message_path(&qid).exists() {
+            continue;
+        }
+        let mut tx = store.pool().begin().await?;
+        sqlx::query("DELETE FROM tracking_events WHERE queue_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::warn!(queue_id = %id, "dropped an unacknowledged message whose body never reached the disk");
+        dropped += 1;
+    }
+    Ok(dropped)
 }
 
 fn insert_envelope(conn: &rusqlite::Connection, e: &Envelope) -> rusqlite::Result<()> {
@@ -153,4 +217,64 @@ fn insert_envelope(conn: &rusqlite::Connection, e: &Envelope) -> rusqlite::Resul
     event.size = Some(e.size);
     event.status = Some("queued".into());
     tracking::write(conn, &event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(id: &QueueId) -> anyhow::Result<Envelope> {
+        Ok(Envelope {
+            id: id.clone(),
+            received_at: crate::tracking::now_rfc3339(),
+            sender: Some(EmailAddress::parse("a@example.com")?),
+            recipients: vec![EnvelopeRecipient {
+                address: EmailAddress::parse("b@example.com")?,
+                orcpt: None,
+                notify: None,
+            }],
+            size: 3,
+            message_id: None,
+            subject: None,
+            ret: None,
+            envid: None,
+            body_type: "7bit".into(),
+            smtputf8: false,
+            source: "Default Internet".into(),
+            client_ip: None,
+            client_helo: None,
+            auth_user: None,
+        })
+    }
+
+    /// Rows committed while their spool file never became durable (a crash
+    /// between the two) are dropped at start-up; the others stay.
+    #[tokio::test]
+    async fn rows_without_a_spool_file_are_dropped() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("db.sqlite")).await?;
+        let spool = Spool::open(dir.path())?;
+        let submitter = Submitter::new(
+            Writer::start(&store)?,
+            spool.clone(),
+            None,
+            Arc::new(Metrics::new()),
+        );
+        let (kept, lost) = (QueueId::generate(), QueueId::generate());
+        std::fs::write(spool.message_path(&kept), b"x\r\n")?;
+        submitter.commit(envelope(&kept)?).await?;
+        submitter.commit(envelope(&lost)?).await?;
+        assert_eq!(drop_unspooled(&store, &spool).await?, 1);
+        let left: Vec<String> = sqlx::query_scalar("SELECT id FROM messages")
+            .fetch_all(store.pool())
+            .await?;
+        assert_eq!(left, vec![kept.to_string()]);
+        let events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tracking_events WHERE queue_id = ?")
+                .bind(lost.as_str())
+                .fetch_one(store.pool())
+                .await?;
+        assert_eq!(events, 0);
+        Ok(())
+    }
 }

@@ -939,12 +939,6 @@ impl<'a> Session<'a> {
             Ok(w) => w,
             Err(()) => return Reply::new(452, "4.3.1", "Insufficient system storage"),
         };
-        let started = std::time::Instant::now();
-        if let Err(e) = writer.commit().await {
-            tracing::error!(error = %e, "cannot make the spool file durable");
-            return Reply::new(452, "4.3.1", "Insufficient system storage");
-        }
-        let spooled = started.elapsed();
         let envelope = Envelope {
             id: tx.id.clone(),
             received_at: crate::tracking::now_rfc3339(),
@@ -971,14 +965,24 @@ impl<'a> Session<'a> {
             auth_user: self.auth_user.clone(),
         };
         let id = envelope.id.clone();
-        match self.ctx.submitter.submit(envelope).await {
-            Ok(()) => {
+        // The body's fsyncs and the envelope's commit run side by side; the 250
+        // waits for both (see `Submitter::commit`).
+        let started = std::time::Instant::now();
+        let spool = async {
+            let r = writer.commit().await;
+            (r, started.elapsed())
+        };
+        let ((spooled, spool_time), committed) =
+            tokio::join!(spool, self.ctx.submitter.commit(envelope));
+        match (spooled, committed) {
+            (Ok(_), Ok(())) => {
+                self.ctx.submitter.announce(id.clone(), &self.conn.name);
                 tracing::info!(
                     queue_id = %id,
                     size,
                     recipients = tx.recipients.len(),
-                    spool_ms = spooled.as_secs_f64() * 1000.0,
-                    commit_ms = (started.elapsed() - spooled).as_secs_f64() * 1000.0,
+                    spool_ms = spool_time.as_secs_f64() * 1000.0,
+                    total_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "message queued"
                 );
                 Reply::new(
@@ -987,8 +991,19 @@ impl<'a> Session<'a> {
                     format!("<{id}@{}> Queued mail for delivery", self.fqdn),
                 )
             }
-            Err(e) => {
+            (Err(e), committed) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot make the spool file durable");
+                if committed.is_ok()
+                    && let Err(e) = self.ctx.submitter.withdraw(&id).await
+                {
+                    // Start-up drops it (`drop_unspooled`); it was never acknowledged.
+                    tracing::error!(queue_id = %id, error = %e, "cannot withdraw the queue rows");
+                }
+                Reply::new(452, "4.3.1", "Insufficient system storage")
+            }
+            (Ok(_), Err(e)) => {
                 tracing::error!(queue_id = %id, error = %e, "submit failed");
+                let _ = self.ctx.spool.remove(id.as_str());
                 Reply::new(
                     451,
                     "4.3.0",
