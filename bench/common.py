@@ -270,7 +270,7 @@ class Bridgehead:
             raise SystemExit(f"bridgehead {' '.join(args)} failed: {r.stderr.strip()}")
         return r.stdout
 
-    def setup_relay(self, sink_port):
+    def setup_relay(self, sink_port, max_connections=5000, per_ip=1000, retry="1s"):
         """example.com (authoritative), remote.test (external relay: anonymous
         clients may send there and it is routed out), a `*` send connector to the
         sink, no per-IP connection limit worth speaking of, 1 s retries."""
@@ -279,8 +279,8 @@ class Bridgehead:
         self.cli("send-connector", "new", "--name", "Sink", "--address-space", "*",
                  "--smart-host", f"127.0.0.1:{sink_port}")
         self.cli("receive-connector", "set", "Default Internet",
-                 "--max-connections-per-ip", "1000", "--max-connections", "5000")
-        self.cli("server", "set", "--retry-interval", "1s")
+                 "--max-connections-per-ip", str(per_ip), "--max-connections", str(max_connections))
+        self.cli("server", "set", "--retry-interval", retry)
 
     def start(self, timeout=60):
         log = open(self.dir / "server.log", "ab")

@@ -720,6 +720,40 @@ fn bdat_pipelining_and_protocol_errors() {
     assert_eq!(raw.cmd("QUIT").0, 221);
 }
 
+/// A body many read buffers long, with the next transaction pipelined right
+/// behind its final dot in the same write: the session reads bodies in large
+/// chunks and commands in small ones, and must lose nothing when it switches.
+#[test]
+fn big_body_then_pipelined_transaction_in_one_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = setup(tmp.path());
+    let mut raw = RawSmtp::start(s.smtp[0]);
+    let line = format!("{}\r\n", "y".repeat(98));
+    let big = line.repeat(3000); // 300 000 bytes: several 64 KB reads
+    let mut wire = String::new();
+    wire.push_str("MAIL FROM:<a@elsewhere.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n");
+    wire.push_str("Subject: big\r\n\r\n");
+    wire.push_str(&big);
+    wire.push_str(".\r\nMAIL FROM:<b@elsewhere.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n");
+    wire.push_str("Subject: small\r\n\r\nafter the big one\r\n.\r\nQUIT\r\n");
+    raw.send(&wire);
+    let codes: Vec<u16> = (0..9).map(|_| raw.reply().0).collect();
+    assert_eq!(codes, [250, 250, 354, 250, 250, 250, 354, 250, 221]);
+    let spool = tmp.path().join("data/spool/msg");
+    let big_id = sql(tmp.path(), "SELECT id FROM messages WHERE subject = 'big'");
+    let body = std::fs::read_to_string(spool.join(big_id)).unwrap();
+    assert!(body.ends_with(&format!("Subject: big\r\n\r\n{big}")));
+    let small_id = sql(
+        tmp.path(),
+        "SELECT id FROM messages WHERE subject = 'small'",
+    );
+    let body = std::fs::read_to_string(spool.join(small_id)).unwrap();
+    assert!(
+        body.ends_with("Subject: small\r\n\r\nafter the big one\r\n"),
+        "{body}"
+    );
+}
+
 #[test]
 fn protocol_log_never_holds_credentials() {
     let tmp = tempfile::tempdir().unwrap();

@@ -29,8 +29,12 @@ use crate::smtp::data::{DataDecoder, DataOutcome, LineEndingCheck};
 use crate::smtp::ehlo::Extensions;
 use crate::smtp::reply::Reply;
 
-/// Read buffer size for one network read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room for one network read while the client sends commands: a pipelined batch
+/// fits, and an idle session holds no more than this (10 000 idle sessions must
+/// stay far below the 64 KB each that a body-sized buffer would cost).
+const COMMAND_CHUNK: usize = 4 * 1024;
+/// Room for one network read while a message body (DATA, BDAT) streams in.
+const BODY_CHUNK: usize = 64 * 1024;
 /// Headers kept in memory to find Message-ID and Subject (the rest streams by).
 const HEADER_PEEK: usize = 64 * 1024;
 
@@ -145,20 +149,25 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The TLS part and the body and AUTH commands run in futures boxed when
+    /// they start, so that the task of every idle session (thousands at a time)
+    /// holds only what waiting for the next command line needs.
     async fn run(&mut self, stream: TcpStream) {
         if self.conn.implicit_tls {
             // Port 465 style (RFC 8314): TLS first, then the greeting inside it.
-            if let Some(mut tls) = self.handshake(stream).await {
-                self.command_loop(&mut tls, true).await;
-            }
+            Box::pin(self.run_tls(stream, true)).await;
             return;
         }
         let mut stream = stream;
-        if let End::StartTls = self.command_loop(&mut stream, true).await
-            && let Some(mut tls) = self.handshake(stream).await
-        {
+        if let End::StartTls = self.command_loop(&mut stream, true).await {
             // After STARTTLS the client starts over with EHLO; no new greeting.
-            self.command_loop(&mut tls, false).await;
+            Box::pin(self.run_tls(stream, false)).await;
+        }
+    }
+
+    async fn run_tls(&mut self, stream: TcpStream, greet: bool) {
+        if let Some(mut tls) = self.handshake(stream).await {
+            self.command_loop(&mut tls, greet).await;
         }
     }
 
@@ -223,16 +232,20 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Reads more input, flushing pending replies first. `Ok(false)` on EOF.
+    /// Reads more input (up to `chunk` bytes, into spare capacity: nothing is
+    /// zeroed or touched beforehand), flushing pending replies first. `Ok(false)`
+    /// on EOF.
     async fn fill<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         stream: &mut S,
+        chunk: usize,
     ) -> std::io::Result<bool> {
         self.flush(stream).await?;
         let timeout = Duration::from_secs(self.conn.command_timeout_secs);
         let start = self.inbuf.len();
-        self.inbuf.resize(start + READ_CHUNK, 0);
-        let n = match tokio::time::timeout(timeout, stream.read(&mut self.inbuf[start..])).await {
+        self.inbuf.reserve_exact(chunk);
+        let read = stream.read_buf(&mut self.inbuf);
+        let n = match tokio::time::timeout(timeout, read).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 self.inbuf.truncate(start);
@@ -249,8 +262,15 @@ impl<'a> Session<'a> {
                 return Ok(false);
             }
         };
-        self.inbuf.truncate(start + n);
         Ok(n > 0)
+    }
+
+    /// After a message body: give back the body-sized read buffer, so that a
+    /// session that goes idle holds only a command-sized one.
+    fn shrink_input(&mut self) {
+        if self.inbuf.capacity() > 2 * COMMAND_CHUNK {
+            self.inbuf.shrink_to(COMMAND_CHUNK);
+        }
     }
 
     /// The next command line (without its terminator), or `None` when the client
@@ -279,7 +299,7 @@ impl<'a> Session<'a> {
                 self.inbuf.clear();
                 discarding = true;
             }
-            match self.fill(stream).await {
+            match self.fill(stream, COMMAND_CHUNK).await {
                 Ok(true) => {}
                 _ => return None,
             }
@@ -361,12 +381,12 @@ impl<'a> Session<'a> {
             Command::Ehlo(domain) => self.helo(domain, true),
             Command::StartTls => return self.starttls(),
             Command::Auth { mechanism, initial } => {
-                return self.auth(stream, &mechanism, initial).await;
+                return Box::pin(self.auth(stream, &mechanism, initial)).await;
             }
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to, params } => self.rcpt(to, params),
-            Command::Data => return self.data(stream).await,
-            Command::Bdat { size, last } => return self.bdat(stream, size, last).await,
+            Command::Data => return Box::pin(self.data(stream)).await,
+            Command::Bdat { size, last } => return Box::pin(self.bdat(stream, size, last)).await,
             Command::Rset => {
                 self.tx = None;
                 self.reply(Reply::new(250, "2.0.0", "Ok"));
@@ -753,7 +773,7 @@ impl<'a> Session<'a> {
         let mut body = self.start_body().await;
         self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
         let mut decoder = DataDecoder::new(self.conn.max_message_size);
-        let mut out = Vec::with_capacity(READ_CHUNK);
+        let mut out = Vec::with_capacity(BODY_CHUNK);
         loop {
             let feed = decoder.feed(&self.inbuf, &mut out);
             self.inbuf.drain(..feed.consumed);
@@ -762,7 +782,7 @@ impl<'a> Session<'a> {
             if feed.done {
                 break;
             }
-            match self.fill(stream).await {
+            match self.fill(stream, BODY_CHUNK).await {
                 Ok(true) => {}
                 _ => {
                     // Client gone mid-DATA: nothing was accepted.
@@ -771,6 +791,8 @@ impl<'a> Session<'a> {
                 }
             }
         }
+        drop(out);
+        self.shrink_input();
         let outcome = decoder.outcome();
         self.log(
             LogEvent::Info,
@@ -807,7 +829,7 @@ impl<'a> Session<'a> {
         let mut remaining = size;
         while remaining > 0 {
             if self.inbuf.is_empty() {
-                match self.fill(stream).await {
+                match self.fill(stream, BODY_CHUNK).await {
                     Ok(true) => {}
                     _ => {
                         self.tx = None;
@@ -823,6 +845,7 @@ impl<'a> Session<'a> {
             self.inbuf.drain(..take);
             remaining -= take as u64;
         }
+        self.shrink_input();
         if !ready {
             self.check_ready_for_body();
             return Flow::Continue;
