@@ -16,13 +16,15 @@ before anything is measured (a brand-new database and spool are slower).
      is categorized and deferred ("backlog");
   b) accept rate of --probe messages (default 5 000): against an empty queue (a
      fresh instance each time) and against the deep one (queue manager idle),
-     alternating, --reps times each. Then retry waves:
+     in ABBA order, --reps times each. Then retry waves:
      - one wave: `queue retry HOP` makes every deferred message due at once, as
-       when the hop's retry comes due; a probe runs while the queue manager goes
-       through them; the wave's length, throughput and connection attempts;
+       when the hop's retry comes due; a probe, the end-of-DATA latency and one
+       message to a local mailbox (how long until it is delivered) run while the
+       queue manager goes through them; the wave's length, throughput and
+       connection attempts;
      - the default retry policy (--cycle-interval 1m): the hop is retried now and
-       watched for --observe seconds (180): is anything left due at any moment,
-       how busy the server is, probes at the start and at the end;
+       watched for --observe seconds (240): is anything left due at any moment,
+       how busy the server is, a probe every --probe-every seconds (60);
   c) start-up with the deep queue: stop the server (SIGTERM twice, kill -9 once),
      exec it again and time the SMTP banner and /healthz; RSS and Pss at /healthz
      and once the queue manager has loaded the queue and gone idle;
@@ -342,7 +344,8 @@ def retry_cycle(bh, args, hop):
     """The default retry policy (a retry every --cycle-interval, 1m by default) with
     the whole queue waiting on one dead hop: the hop is retried now, then watched
     for --observe seconds (is anything left due, how busy is the server, how many
-    connection attempts), with a probe at the start and one at the end."""
+    connection attempts), with a probe at the start and then every --probe-every
+    seconds (60)."""
     bh.cli("server", "set", "--retry-interval", args.cycle_interval)
     since = now_text()
     t0 = time.time()
@@ -350,13 +353,17 @@ def retry_cycle(bh, args, hop):
     bh.cli("queue", "retry", hop)
     time.sleep(1)
     probes = [accept(bh, args.probe, args.probe_conc, "cycle-probe-1")]
+    last_probe = time.time()
     samples = []
     retry_times = set()
     while time.time() - t0 < args.observe:
         samples.append((round(time.time() - t0, 1), unsettled(bh)[1]))
         retry_times.add(hop_retry_at(bh, hop))
-        time.sleep(2)
-    probes.append(accept(bh, args.probe, args.probe_conc, "cycle-probe-2"))
+        if time.time() - last_probe >= args.probe_every:
+            probes.append(accept(bh, args.probe, args.probe_conc, f"cycle-probe-{len(probes) + 1}"))
+            last_probe = time.time()
+        else:
+            time.sleep(2)
     window = time.time() - t0
     cpu = cpu_seconds([bh.proc.pid], False) - cpu0
     attempts = attempts_since(bh, since)
@@ -489,7 +496,7 @@ def report(res, args, binary, started):
     c = res.get("cycle")
     if c:
         out.append(f"| b) retry interval {c['interval']}, watched {c['window_s']} s | accept "
-                   f"**{' / '.join(str(x) for x in c['probe_msgs_per_s'])} msgs/s** (start / end of the window); "
+                   f"**{' / '.join(str(x) for x in c['probe_msgs_per_s'])} msgs/s** (every {args.probe_every:.0f} s); "
                    f"fewest due at any sample {c['min_due']:,}; server CPU {c['server_cpu_share']:.0%} of a core; "
                    f"{c['connection_attempts']} connection attempts; idle {c['drain_after_s']} s after going back "
                    f"to {args.retry_interval} |")
@@ -542,8 +549,10 @@ def main():
                     help="retry interval while filling (default 2h: no retry before the wave phase)")
     ap.add_argument("--cycle-interval", default="1m",
                     help="retry interval for the retry-cycle phase (default 1m, the product's default)")
-    ap.add_argument("--observe", type=float, default=180,
+    ap.add_argument("--observe", type=float, default=240,
                     help="seconds to watch the retry cycle (0: skip it)")
+    ap.add_argument("--probe-every", type=float, default=60,
+                    help="seconds between probes while watching the retry cycle")
     ap.add_argument("--no-wave", action="store_true", help="skip the retry-wave phases")
     ap.add_argument("--idle-only", action="store_true", help="only phase d (idle sessions)")
     ap.add_argument("--settle-timeout", type=float, default=1800)
@@ -633,14 +642,18 @@ def deep_queue_phases(args, binary, base, res):
     log(json.dumps({"phase": "fill-backlog", "secs": res["fill_backlog_s"]}))
     res["deep"] = bh.queued()
 
-    # b) probes against an empty queue (a fresh instance each time) alternating
-    # with probes against the deep one.
+    # b) probes against an empty queue (a fresh instance each time) and against
+    # the deep one, in ABBA order (empty, loaded, loaded, empty, ...) so that a
+    # machine getting busier or quieter favours neither.
     loaded = []
     res["loaded"] = loaded
     for i in range(1, args.reps + 1):
-        empty_probe(i)
-        loaded.append(accept(bh, args.probe, args.probe_conc, f"loaded-{i}"))
-        wait_settled(bh, args.settle_timeout)
+        for kind in ("empty", "loaded") if i % 2 else ("loaded", "empty"):
+            if kind == "empty":
+                empty_probe(i)
+            else:
+                loaded.append(accept(bh, args.probe, args.probe_conc, f"loaded-{i}"))
+                wait_settled(bh, args.settle_timeout)
     if not args.no_wave:
         # End-of-DATA -> 250 latency with the queue manager idle, to compare with
         # the same during the wave.
