@@ -6,6 +6,8 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::dnsmasq::Dnsmasq;
 use common::peers::{Aiosmtpd, Pki, SmtpSink};
@@ -442,6 +444,130 @@ fn a_connection_failure_puts_the_hop_in_retry_and_oversize_bounces() {
         ),
         "queued"
     );
+}
+
+/// A smart host that takes connections and closes them at once (no
+/// greeting): every connection attempt is counted.
+struct DeadHost {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DeadHost {
+    fn start() -> DeadHost {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (connections.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        c.fetch_add(1, Ordering::Relaxed);
+                        drop(conn);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        DeadHost {
+            port,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Stops listening, freeing the port for a real server.
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn messages_behind_a_dead_hop_cost_one_connection_per_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let host = DeadHost::start();
+    ok(
+        d,
+        &[
+            "send-connector",
+            "new",
+            "--name",
+            "Flaky",
+            "--address-space",
+            "*",
+            "--smart-host",
+            &format!("127.0.0.1:{}", host.port),
+        ],
+    );
+    // Retries every second (setup).
+    let s = setup(d, &[]);
+    const N: usize = 40;
+    let load = load(s.smtp[0], 4, N / 4, "bob@ext.test");
+    load.wait_for_acks(N);
+    assert_eq!(load.join().len(), N, "all accepted");
+    let in_retry = || {
+        let q = ok(d, &["queue", "list", "--json"]);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&q).unwrap();
+        list.iter().any(|q| {
+            q["name"].as_str().is_some_and(|n| n.starts_with("Flaky ["))
+                && q["status"] == "Retry"
+                && q["messages"] == N
+        })
+    };
+    assert!(
+        eventually(10, in_retry),
+        "all {N} wait in the hop's Retry queue"
+    );
+    // Several retry intervals: each tries the hop once (one message goes
+    // through as the probe), not once per message.
+    let before = host.count();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let tries = host.count() - before;
+    assert!(
+        (2..=10).contains(&tries),
+        "{tries} connection attempts in 5 s of 1 s retries with {N} messages waiting"
+    );
+    // Mail for other next hops is not held up meanwhile.
+    let (code, out) = swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", s.smtp[0]),
+        "--from",
+        "bob@ext.test",
+        "--to",
+        "alice@example.com",
+        "--header",
+        "Subject: local while the hop is down",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        eventually(5, || maildir_count(d, "alice@example.com") == 1),
+        "local delivery is not queued behind the waiting hop"
+    );
+    // The smart host comes back: the next probe gets through and every
+    // waiting message follows at once.
+    let port = host.port;
+    host.stop();
+    let sink = SmtpSink::start_on("127.0.0.1", port, &[]);
+    assert!(
+        eventually(20, || sink.messages(0).len() == N),
+        "all {N} delivered once the hop is back: {}",
+        sink.messages(0).len()
+    );
+    assert!(eventually(10, || queue_empty(d)));
 }
 
 #[test]

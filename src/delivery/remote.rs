@@ -88,7 +88,7 @@ impl RemoteDelivery {
                 message: "no send connector".into(),
             };
         };
-        if tx.size > first.max_message_size {
+        if route.too_big(tx.size) {
             return HopOutcome::Permanent {
                 status: "5.3.4".into(),
                 message: format!(

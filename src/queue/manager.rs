@@ -1,21 +1,22 @@
 //! The queue manager (Postfix's qmgr; PRODUCT §5): owns scheduling. Due times
-//! live in memory in a binary heap, the truth in SQLite; start-up (and any queue
-//! action from another process) rebuilds the heap from SQLite, and no tick scans
-//! the queue. Each due message is processed by one worker at a time:
+//! live in memory (`schedule.rs`: a heap, and gates for hops in Retry), the
+//! truth in SQLite; start-up (and any queue action from another process)
+//! rebuilds the schedule from SQLite, and no tick scans the queue. Each due
+//! message is processed by one worker at a time:
 //! categorize → deliver what is due → send DSNs → forget the message when every
 //! recipient is final.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::QueueId;
 use super::categorizer::{self, MAILBOX_HOP, UNREACHABLE_HOP};
+use super::schedule::{Entry, InFlight, Next, Schedule};
 use super::spool::Spool;
 use super::submit::{Envelope, EnvelopeRecipient, Submitter};
 use crate::delivery::local::{DeliveryOutcome, DeliveryRequest, LocalDelivery};
@@ -61,88 +62,6 @@ pub struct QueueContext {
     pub metrics: Arc<Metrics>,
 }
 
-#[derive(Default)]
-struct Schedule {
-    heap: Mutex<BinaryHeap<Reverse<(i64, String)>>>,
-    in_flight: Mutex<HashSet<String>>,
-    wake: Notify,
-}
-
-impl Schedule {
-    fn push(&self, due: DateTime<Utc>, id: String) {
-        if let Ok(mut h) = self.heap.lock() {
-            h.push(Reverse((due.timestamp_millis(), id)));
-        }
-        self.wake.notify_one();
-    }
-
-    fn replace_all(&self, entries: Vec<(String, Option<String>)>) {
-        if let Ok(mut h) = self.heap.lock() {
-            h.clear();
-            let now = Utc::now();
-            for (id, due) in entries {
-                let due = due.as_deref().and_then(parse_time).unwrap_or(now);
-                h.push(Reverse((due.timestamp_millis(), id)));
-            }
-        }
-        self.wake.notify_one();
-    }
-
-    /// Due ids, and how long until the next one.
-    fn take_due(&self, now: DateTime<Utc>) -> (Vec<String>, Option<Duration>) {
-        let mut due = Vec::new();
-        let Ok(mut h) = self.heap.lock() else {
-            return (due, None);
-        };
-        let now_ms = now.timestamp_millis();
-        while let Some(Reverse((t, _))) = h.peek() {
-            if *t > now_ms {
-                let wait = Duration::from_millis((*t - now_ms) as u64);
-                return (due, Some(wait));
-            }
-            if let Some(Reverse((_, id))) = h.pop() {
-                due.push(id);
-            }
-        }
-        (due, None)
-    }
-}
-
-/// A message being processed. However processing ends — even by a panic —
-/// the message leaves `in_flight` and is scheduled again (after a panic in 30 s,
-/// where `processing_count` sends it to Poison on the second failure), so it
-/// can never be stranded.
-struct InFlight {
-    schedule: Arc<Schedule>,
-    id: Option<String>,
-}
-
-impl InFlight {
-    fn finish(mut self, next: Option<DateTime<Utc>>) {
-        if let Some(id) = self.id.take() {
-            self.release(id, next);
-        }
-    }
-
-    fn release(&self, id: String, next: Option<DateTime<Utc>>) {
-        if let Ok(mut f) = self.schedule.in_flight.lock() {
-            f.remove(&id);
-        }
-        if let Some(next) = next {
-            self.schedule.push(next, id);
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            tracing::error!(queue_id = %id, "processing ended abnormally; retrying in 30 s");
-            self.release(id, Some(Utc::now() + chrono::Duration::seconds(30)));
-        }
-    }
-}
-
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -160,10 +79,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let schedule = Arc::new(Schedule::default());
+    refresh_states(&ctx, &schedule).await;
     match rows::schedule(ctx.store.pool()).await {
         Ok(entries) => {
             tracing::info!(messages = entries.len(), "queue loaded");
-            schedule.replace_all(entries);
+            schedule.replace_all(schedule_entries(&ctx, entries));
         }
         Err(e) => tracing::error!(error = %e, "cannot load the queue"),
     }
@@ -187,9 +107,10 @@ pub async fn run(
             match rows::queue_version(c.store.pool()).await {
                 Ok(v) if v != seen => {
                     seen = v;
+                    refresh_states(&c, &s).await;
                     if let Ok(entries) = rows::schedule(c.store.pool()).await {
                         tracing::info!("queue changed by an admin action; schedule rebuilt");
-                        s.replace_all(entries);
+                        s.replace_all(schedule_entries(&c, entries));
                     }
                 }
                 _ => {}
@@ -232,8 +153,8 @@ pub async fn run(
                     id: Some(id),
                 };
                 let next = match guard.id.as_deref() {
-                    Some(id) => process(&ctx, id).await,
-                    None => None,
+                    Some(id) => process(&ctx, &guard.schedule, id).await,
+                    None => Next::Never,
                 };
                 guard.finish(next);
                 drop(permit);
@@ -254,28 +175,88 @@ pub async fn run(
     .await;
 }
 
-/// Processes one message; returns when it is due again (`None`: not scheduled,
-/// because it is gone, suspended or poisoned).
-async fn process(ctx: &QueueContext, id: &str) -> Option<DateTime<Utc>> {
+/// The schedule's view of the stored messages: when each is due, and the one
+/// next hop it waits for (with its deadline) if there is one.
+fn schedule_entries(ctx: &QueueContext, rows: Vec<rows::ScheduleRow>) -> Vec<Entry> {
+    let settings = ctx.settings.borrow().clone();
+    let now = Utc::now();
+    rows.into_iter()
+        .map(|r| {
+            let received_at = parse_time(&r.received_at).unwrap_or(now);
+            let hop = r
+                .hop
+                .filter(|h| !h.is_empty() && h != UNREACHABLE_HOP)
+                .map(|h| (h, deadline(&settings, received_at, r.delay_pending, now)));
+            Entry {
+                due: r.due.as_deref().and_then(parse_time).unwrap_or(now),
+                id: r.id,
+                hop,
+            }
+        })
+        .collect()
+}
+
+/// When a waiting message must run whatever its next hop does: at expiry, or
+/// at its delay notice while one is pending.
+fn deadline(
+    settings: &ServerSettings,
+    received_at: DateTime<Utc>,
+    delay_pending: bool,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
+    let mut deadline = received_at + span(settings.retry.expiration);
+    if delay_pending {
+        deadline = deadline.min(received_at + span(settings.retry.delay_notice_after));
+    }
+    deadline.max(now)
+}
+
+/// Reads the queue-level state (suspended queues, hops in Retry) into the schedule.
+async fn refresh_states(ctx: &QueueContext, schedule: &Schedule) {
+    // The version first: a change after it makes the next check read again.
+    let read = async {
+        let version = rows::queue_version(ctx.store.pool()).await?;
+        Ok::<_, crate::store::StoreError>((version, rows::queue_states(ctx.store.pool()).await?))
+    };
+    match read.await {
+        Ok((version, states)) => schedule.set_states(version, states),
+        Err(e) => tracing::error!(error = %e, "cannot read the queue state"),
+    }
+}
+
+/// Rereads the queue-level state if an admin action changed it since it was
+/// read (one small query), so a queue suspended a moment ago holds the very
+/// next message rather than one `QUEUE_POLL` later.
+async fn check_states(ctx: &QueueContext, schedule: &Schedule) {
+    match rows::queue_version(ctx.store.pool()).await {
+        Ok(v) if schedule.states_current(v) => {}
+        _ => refresh_states(ctx, schedule).await,
+    }
+}
+
+/// Processes one message; returns when it is due again.
+async fn process(ctx: &QueueContext, schedule: &Schedule, id: &str) -> Next {
     let span = tracing::info_span!("queue", queue_id = %id);
     let _enter = span.enter();
     let loaded = rows::load_message(ctx.store.pool(), id).await;
     let (msg, rcpts) = match loaded {
         Ok(Some(x)) => x,
-        Ok(None) => return None,
+        Ok(None) => return Next::Never,
         Err(e) => {
             tracing::error!(error = %e, "cannot load a queued message");
-            return Some(Utc::now() + chrono::Duration::seconds(30));
+            return Next::At(Utc::now() + chrono::Duration::seconds(30));
         }
     };
     if msg.suspended || msg.poisoned {
-        return None;
+        return Next::Never;
     }
     if msg.processing_count >= 2 {
         poison(ctx, &msg).await;
-        return None;
+        return Next::Never;
     }
-    match run_stages(ctx, &msg, rcpts).await {
+    check_states(ctx, schedule).await;
+    match run_stages(ctx, schedule, &msg, rcpts).await {
         Ok(next) => next,
         Err(e) => {
             let error = format!("{e:#}");
@@ -290,7 +271,7 @@ async fn process(ctx: &QueueContext, id: &str) -> Option<DateTime<Utc>> {
             if let Err(e) = recorded {
                 tracing::error!(error = %e, "cannot record the failed run");
             }
-            Some(next)
+            Next::At(next)
         }
     }
 }
@@ -337,6 +318,16 @@ struct Writes {
 }
 
 impl Writes {
+    fn is_empty(&self) -> bool {
+        !self.begin
+            && self.stage.is_none()
+            && self.recipients.is_empty()
+            && self.events.is_empty()
+            && self.hops.is_empty()
+            && self.end.is_none()
+            && !self.delete
+    }
+
     /// Adds a recipient row, replacing an earlier write of the same recipient.
     fn recipient(&mut self, row: RecipientRow) {
         match self.recipients.iter_mut().find(|r| r.seq == row.seq) {
@@ -381,54 +372,56 @@ impl Writes {
 
 async fn run_stages(
     ctx: &QueueContext,
+    schedule: &Schedule,
     msg: &MessageRow,
     mut rcpts: Vec<RecipientRow>,
-) -> Result<Option<DateTime<Utc>>> {
+) -> Result<Next> {
     let settings = ctx.settings.borrow().clone();
     let dir = ctx.directory.borrow().clone();
     let now = Utc::now();
     let received_at = parse_time(&msg.received_at).unwrap_or(now);
     let age = (now - received_at).to_std().unwrap_or_default();
-    let states = rows::queue_states(ctx.store.pool()).await?;
+    let states = schedule.states();
     let suspended: HashSet<String> = states
         .iter()
         .filter(|q| q.suspended)
         .map(|q| q.name.clone())
         .collect();
     let qid = QueueId::parse(&msg.id).context("malformed queue id")?;
-    // The categorizer needs the headers (hop count); later stages can do without
-    // them, so a message whose spool file went missing can still be removed.
-    let headers = match ctx.spool.read_headers(&qid, HEADER_LIMIT).await {
-        Ok(h) => h,
-        // A message still being accepted (its rows commit while its spool file
-        // is made durable) seen early by a schedule rebuild: look again soon.
-        Err(e)
-            if msg.stage == "submission"
-                && e.kind() == std::io::ErrorKind::NotFound
-                && (ctx.spool.in_progress(&qid) || ctx.spool.message_path(&qid).exists()) =>
-        {
-            return Ok(Some(now + chrono::Duration::seconds(2)));
-        }
-        Err(e) if msg.stage == "submission" || rcpts.iter().any(|r| r.status == "queued") => {
-            return Err(e).with_context(|| format!("cannot read the spool file of {}", msg.id));
-        }
-        Err(_) => Vec::new(),
-    };
+    let spool_path = ctx.spool.message_path(&qid);
+    // Read when needed: by the categorizer (hop count) and before a DSN.
+    let mut headers: Option<Vec<u8>> = None;
 
     // 1. The categorizer.
+    let mut before_delivery = Writes::default();
+    let mut refused = 0;
     if msg.stage == "submission" {
         if suspended.contains("submission") {
-            return Ok(None);
+            return Ok(Next::Never);
         }
-        let received = count_received(&headers);
+        let h = match ctx.spool.read_headers(&qid, HEADER_LIMIT).await {
+            Ok(h) => h,
+            // A message still being accepted (its rows commit while its spool
+            // file is made durable) seen early by a schedule rebuild.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && (ctx.spool.in_progress(&qid) || spool_path.exists()) =>
+            {
+                return Ok(Next::At(now + chrono::Duration::seconds(2)));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read the spool file of {}", msg.id));
+            }
+        };
         let connectors = ctx.send_connectors.borrow().clone();
         let route = |a: &EmailAddress| {
             routing::route(&connectors, a.domain())
                 .map_or_else(|| UNREACHABLE_HOP.to_string(), |r| r.key)
         };
-        let plan = categorizer::categorize(&dir, msg, &rcpts, received, &route);
+        let plan = categorizer::categorize(&dir, msg, &rcpts, count_received(&h), &route);
+        headers = Some(h);
         // Refused by the categorizer (unknown recipient, loop): no attempt made.
-        let refused = plan.rows.iter().filter(|r| r.status == "failed").count();
+        refused = plan.rows.iter().filter(|r| r.status == "failed").count();
         for row in &plan.rows {
             match rcpts.iter_mut().find(|r| r.seq == row.seq) {
                 Some(slot) => *slot = row.clone(),
@@ -436,95 +429,70 @@ async fn run_stages(
             }
         }
         rcpts.sort_by_key(|r| r.seq);
-        let categorized = Writes {
+        before_delivery = Writes {
             begin: true,
             stage: Some("categorized"),
             recipients: plan.rows,
             events: plan.events,
             ..Writes::default()
         };
-        categorized.commit(ctx, &msg.id).await?;
-        ctx.metrics
-            .deliveries(Outcome::Failed, Via::None, refused as u64);
-    } else if rcpts.iter().any(|r| r.status == "queued") {
-        // Counted before delivery: a run the process does not survive stays counted.
-        Writes {
-            begin: true,
-            ..Writes::default()
-        }
-        .commit(ctx, &msg.id)
-        .await?;
     }
 
-    // 2. Expiry and delivery of what is due.
+    // 2. Expiry, and what is due for delivery.
+    let hops = HopContext {
+        suspended: &suspended,
+        states: &states,
+        retry_at: now
+            + chrono::Duration::from_std(settings.retry.interval_at(age)).unwrap_or_default(),
+        now,
+    };
     let mut writes = Writes::default();
     let expired = age >= settings.retry.expiration;
-    let retry_at =
-        now + chrono::Duration::from_std(settings.retry.interval_at(age)).unwrap_or_default();
-    let spool_path = ctx.spool.message_path(&qid);
+    let mut local_due: Vec<RecipientRow> = Vec::new();
     let mut remote_due: Vec<RecipientRow> = Vec::new();
     for r in rcpts.iter().filter(|r| r.status == "queued") {
-        let hop = r.next_hop.clone().unwrap_or_else(|| UNREACHABLE_HOP.into());
-        let mut row = r.clone();
+        let hop = r.next_hop.as_deref().unwrap_or(UNREACHABLE_HOP);
         if expired {
-            let (code, text) = if hop == UNREACHABLE_HOP {
-                (
-                    "5.4.4",
-                    "Unable to route: no send connector covers this domain, and the message expired",
-                )
-            } else {
-                (
-                    "5.4.7",
-                    "Delivery time expired: the message could not be delivered in time",
-                )
-            };
-            row.status = "failed".into();
-            row.status_code = Some(code.into());
-            let last = r
-                .diagnostic
-                .clone()
-                .map(|d| format!(" (last error: {d})"))
-                .unwrap_or_default();
-            row.diagnostic = Some(format!("550 {code} {text}{last}"));
-            writes.events.push(event(msg, EventKind::Fail, &row, &hop));
+            let row = expire(r, hop);
+            writes.events.push(event(msg, EventKind::Fail, &row, hop));
             writes.recipients.push(row);
+        } else if suspended.contains(hop) || !is_due(r, now) {
             continue;
+        } else if hop == MAILBOX_HOP {
+            local_due.push(r.clone());
+        } else {
+            remote_due.push(r.clone());
         }
-        if suspended.contains(&hop) {
-            continue;
+    }
+    // Counted before delivery: a run the process does not survive stays
+    // counted. A run that only finds its next hop still in Retry attempts
+    // nothing and writes nothing.
+    let attempts = !local_due.is_empty()
+        || remote_due.iter().any(|r| {
+            hops.waiting(r.next_hop.as_deref().unwrap_or(UNREACHABLE_HOP))
+                .is_none()
+        });
+    before_delivery.begin |= attempts;
+    let begun = before_delivery.begin;
+    if begun {
+        if msg.stage != "submission" && !spool_path.exists() {
+            anyhow::bail!("the spool file of {} is missing", msg.id);
         }
-        let is_due = r
-            .next_attempt_at
-            .as_deref()
-            .and_then(parse_time)
-            .is_none_or(|t| t <= now);
-        if !is_due {
-            continue;
-        }
-        match hop.as_str() {
-            MAILBOX_HOP => {
-                deliver_local(ctx, &dir, msg, &mut row, &spool_path, retry_at).await;
-                let kind = match row.status.as_str() {
-                    "delivered" => EventKind::Deliver,
-                    "failed" => EventKind::Fail,
-                    _ => EventKind::Defer,
-                };
-                writes.events.push(event(msg, kind, &row, &hop));
-            }
-            _ => {
-                remote_due.push(row);
-                continue;
-            }
-        }
+        before_delivery.commit(ctx, &msg.id).await?;
+        ctx.metrics
+            .deliveries(Outcome::Failed, Via::None, refused as u64);
+    }
+    for mut row in local_due {
+        deliver_local(ctx, &dir, msg, &mut row, &spool_path, hops.retry_at).await;
+        let kind = match row.status.as_str() {
+            "delivered" => EventKind::Deliver,
+            "failed" => EventKind::Fail,
+            _ => EventKind::Defer,
+        };
+        writes.events.push(event(msg, kind, &row, MAILBOX_HOP));
         writes.recipients.push(row);
     }
     if !remote_due.is_empty() {
-        let hops = HopContext {
-            suspended: &suspended,
-            states: &states,
-            retry_at,
-            now,
-        };
         deliver_remote(ctx, msg, &spool_path, remote_due, &hops, &mut writes).await;
     }
     // The outcomes, for the metrics once they are committed.
@@ -538,7 +506,22 @@ async fn run_stages(
     let mut counted = changed.is_empty();
 
     // 3. Delivery status notifications.
-    let notices = Notices::due(&settings, msg, &headers, &rcpts, age, now);
+    let mut notices = Notices::due(&settings, msg, &rcpts, age, now);
+    if !notices.dsns.is_empty() {
+        let h = match headers.take() {
+            Some(h) => h,
+            // Without the original (gone from disk) the report still goes out.
+            None => ctx
+                .spool
+                .read_headers(&qid, HEADER_LIMIT)
+                .await
+                .unwrap_or_default(),
+        };
+        // Never a DSN about a report (RFC 3464 §2).
+        if dsn::is_report(&h) {
+            notices.dsns.clear();
+        }
+    }
     if !notices.dsns.is_empty() {
         // The outcomes are on disk before any report about them goes out.
         std::mem::take(&mut writes).commit(ctx, &msg.id).await?;
@@ -551,55 +534,125 @@ async fn run_stages(
     notices.record(&mut rcpts, &mut writes);
 
     // 4. Done, or when next?
-    if !rcpts.iter().any(RecipientRow::is_active) {
+    let done = !rcpts.iter().any(RecipientRow::is_active);
+    let next = if done {
         writes.delete = true;
-        writes.commit(ctx, &msg.id).await?;
-        if !counted {
-            count_outcomes(&ctx.metrics, received_at, &before, &changed);
-        }
-        ctx.spool.remove(&msg.id)?;
-        tracing::info!("message complete; removed from the queue");
-        return Ok(None);
-    }
-    let mut next: Option<DateTime<Utc>> = None;
-    let consider = |next: &mut Option<DateTime<Utc>>, t: DateTime<Utc>| {
-        *next = Some(next.map_or(t, |n| n.min(t)));
+        Next::Never
+    } else {
+        next_run(&settings, &rcpts, received_at, now, &hops, &writes)
     };
-    for r in rcpts.iter().filter(|r| r.status == "queued") {
-        let hop = r.next_hop.as_deref().unwrap_or(UNREACHABLE_HOP);
-        if !suspended.contains(hop) {
-            consider(
-                &mut next,
-                r.next_attempt_at
-                    .as_deref()
-                    .and_then(parse_time)
-                    .unwrap_or(now),
-            );
-        }
+    if !done && (begun || msg.processing_count > 0 || msg.last_error.is_some()) {
+        let at = match &next {
+            Next::At(t) | Next::Parked { until: t, .. } => Some(format_time(*t)),
+            Next::Never => None,
+        };
+        writes.end = Some(at);
     }
-    if next.is_some() {
-        let expiry =
-            received_at + chrono::Duration::from_std(settings.retry.expiration).unwrap_or_default();
-        consider(&mut next, expiry);
-        if rcpts
-            .iter()
-            .any(|r| r.status == "queued" && !r.delay_notified)
-        {
-            consider(
-                &mut next,
-                received_at
-                    + chrono::Duration::from_std(settings.retry.delay_notice_after)
-                        .unwrap_or_default(),
-            );
-        }
+    let hop_changed = !writes.hops.is_empty();
+    if !writes.is_empty() {
+        writes.commit(ctx, &msg.id).await?;
     }
-    let next = next.map(|t| t.max(now));
-    writes.end = Some(next.map(format_time));
-    writes.commit(ctx, &msg.id).await?;
+    if hop_changed {
+        refresh_states(ctx, schedule).await;
+    }
     if !counted {
         count_outcomes(&ctx.metrics, received_at, &before, &changed);
     }
+    if done {
+        ctx.spool.remove(&msg.id)?;
+        tracing::info!("message complete; removed from the queue");
+    }
     Ok(next)
+}
+
+fn is_due(r: &RecipientRow, now: DateTime<Utc>) -> bool {
+    r.next_attempt_at
+        .as_deref()
+        .and_then(parse_time)
+        .is_none_or(|t| t <= now)
+}
+
+/// A queued recipient whose message is past its expiration time.
+fn expire(r: &RecipientRow, hop: &str) -> RecipientRow {
+    let (code, text) = if hop == UNREACHABLE_HOP {
+        (
+            "5.4.4",
+            "Unable to route: no send connector covers this domain, and the message expired",
+        )
+    } else {
+        (
+            "5.4.7",
+            "Delivery time expired: the message could not be delivered in time",
+        )
+    };
+    let mut row = r.clone();
+    row.status = "failed".into();
+    row.status_code = Some(code.into());
+    let last = r
+        .diagnostic
+        .clone()
+        .map(|d| format!(" (last error: {d})"))
+        .unwrap_or_default();
+    row.diagnostic = Some(format!("550 {code} {text}{last}"));
+    row
+}
+
+/// When a message with active recipients runs again: the earliest retry of a
+/// recipient whose queue is not suspended, its expiry, its delay notice. A
+/// message that waits only for one next hop in Retry is parked behind it.
+fn next_run(
+    settings: &ServerSettings,
+    rcpts: &[RecipientRow],
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    hops: &HopContext<'_>,
+    writes: &Writes,
+) -> Next {
+    let waiting: Vec<&RecipientRow> = rcpts
+        .iter()
+        .filter(|r| r.status == "queued")
+        .filter(|r| {
+            !hops
+                .suspended
+                .contains(r.next_hop.as_deref().unwrap_or(UNREACHABLE_HOP))
+        })
+        .collect();
+    let Some(retry) = waiting
+        .iter()
+        .map(|r| {
+            r.next_attempt_at
+                .as_deref()
+                .and_then(parse_time)
+                .unwrap_or(now)
+        })
+        .min()
+    else {
+        return Next::Never; // only suspended queues left: an admin resumes them
+    };
+    let delay_pending = waiting.iter().any(|r| !r.delay_notified);
+    let deadline = deadline(settings, received_at, delay_pending, now);
+    // Parked: every waiting recipient has the same next hop, and it is in
+    // Retry (recorded by this run, or before) until no later than the deadline.
+    let hop = waiting[0].next_hop.as_deref().unwrap_or(UNREACHABLE_HOP);
+    let same_hop = waiting
+        .iter()
+        .all(|r| r.next_hop.as_deref().unwrap_or(UNREACHABLE_HOP) == hop);
+    let until = writes
+        .hops
+        .iter()
+        .find(|(h, _)| h == hop)
+        .map(|(_, state)| state.as_ref().and_then(|(at, _)| parse_time(at)))
+        .unwrap_or_else(|| hops.waiting(hop).map(|(at, _)| at));
+    match until {
+        Some(until) if same_hop && hop != UNREACHABLE_HOP && until > now && until <= deadline => {
+            Next::Parked {
+                hop: hop.to_string(),
+                until,
+                deadline,
+            }
+        }
+        _ => Next::At(retry.min(deadline).max(now)),
+    }
 }
 
 /// Counts the committed changes of one pass in `/metrics`: final outcomes, and
@@ -766,7 +819,11 @@ async fn deliver_remote(
         if hops.suspended.contains(&key) {
             continue;
         }
-        if let Some((until, why)) = hops.waiting(&key) {
+        let waiting = match route.too_big(msg.size as u64) {
+            true => None, // fails at once, no need to wait for the hop
+            false => hops.waiting(&key),
+        };
+        if let Some((until, why)) = waiting {
             // The hop is in Retry: wait with it instead of knocking again.
             for mut row in rows_of_domain {
                 row.next_hop = Some(key.clone());
@@ -962,17 +1019,17 @@ struct Notices {
 }
 
 impl Notices {
-    /// The NDR, delay and success notices that are due.
+    /// The NDR, delay and success notices that are due. (The caller drops the
+    /// DSNs when the message is itself a report: that needs its headers.)
     fn due(
         settings: &ServerSettings,
         msg: &MessageRow,
-        headers: &[u8],
         rcpts: &[RecipientRow],
         age: Duration,
         now: DateTime<Utc>,
     ) -> Notices {
-        // Never a DSN to the null sender, nor about a report (RFC 3464 §2).
-        let silent = msg.sender.is_empty() || dsn::is_report(headers);
+        // Never a DSN to the null sender (RFC 3464 §2).
+        let silent = msg.sender.is_empty();
         let mut failed = Vec::new();
         let mut delayed = Vec::new();
         let mut delivered = Vec::new();

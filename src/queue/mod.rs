@@ -7,6 +7,7 @@ pub mod categorizer;
 pub mod manager;
 pub mod pickup;
 pub mod pickup_dir;
+pub mod schedule;
 pub mod spool;
 pub mod submit;
 

@@ -123,6 +123,16 @@ pub struct Route {
     pub connectors: Vec<Arc<SendConnector>>,
 }
 
+impl Route {
+    /// A message of `size` bytes is over the chosen connector's limit: it fails
+    /// with `5.3.4` without a connection, whatever the next hop's state.
+    pub fn too_big(&self, size: u64) -> bool {
+        self.connectors
+            .first()
+            .is_some_and(|c| size > c.max_message_size)
+    }
+}
+
 /// The next-hop key for mail to `domain` over `c`.
 pub fn hop_key(c: &SendConnector, domain: &str) -> String {
     if c.dns_routing {

@@ -87,14 +87,33 @@ pub async fn recipients(
     .await?)
 }
 
-/// Messages with their earliest due time, for (re)building the schedule. Messages
-/// whose recipients are all final are due now (they only need cleaning up).
-pub async fn schedule(pool: &SqlitePool) -> Result<Vec<(String, Option<String>)>, StoreError> {
-    Ok(sqlx::query_as::<_, (String, Option<String>)>(
-        "SELECT m.id, CASE WHEN m.stage = 'submission' THEN m.next_attempt_at \
-         ELSE (SELECT MIN(IFNULL(r.next_attempt_at, '')) FROM recipients r \
-               WHERE r.message_id = m.id AND r.status IN ('pending', 'queued')) END \
-         FROM messages m WHERE m.suspended = 0 AND m.poisoned = 0",
+/// One message as the schedule is (re)built from it.
+#[derive(Debug, Clone, FromRow, Default)]
+pub struct ScheduleRow {
+    pub id: String,
+    pub received_at: String,
+    /// The earliest due time (`''`/NULL: now). Messages whose recipients are
+    /// all final are due now (they only need cleaning up).
+    pub due: Option<String>,
+    /// The one next hop all its waiting recipients share, if they do.
+    pub hop: Option<String>,
+    /// A waiting recipient has not had its delay notice yet.
+    pub delay_pending: bool,
+}
+
+/// Every message the manager runs (not suspended, not poisoned), for
+/// (re)building the schedule.
+pub async fn schedule(pool: &SqlitePool) -> Result<Vec<ScheduleRow>, StoreError> {
+    Ok(sqlx::query_as::<_, ScheduleRow>(
+        "SELECT m.id, m.received_at, \
+           CASE WHEN m.stage = 'submission' THEN m.next_attempt_at \
+                ELSE MIN(IFNULL(r.next_attempt_at, '')) END AS due, \
+           CASE WHEN m.stage <> 'submission' \
+                 AND COUNT(DISTINCT IFNULL(r.next_hop, '')) = 1 THEN MIN(r.next_hop) END AS hop, \
+           IFNULL(MAX(r.delay_notified = 0), 0) AS delay_pending \
+         FROM messages m LEFT JOIN recipients r \
+           ON r.message_id = m.id AND r.status IN ('pending', 'queued') \
+         WHERE m.suspended = 0 AND m.poisoned = 0 GROUP BY m.id",
     )
     .fetch_all(pool)
     .await?)
