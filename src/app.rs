@@ -79,9 +79,6 @@ pub async fn serve(config: Config) -> Result<()> {
             "removed unfinished transfers from the spool"
         );
     }
-    crate::queue::submit::drop_unspooled(&store, &spool)
-        .await
-        .context("cannot check the queue against the spool")?;
     let metrics = Arc::new(Metrics::new());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = Writer::start(&store).context("cannot open the queue's database writer")?;
@@ -91,6 +88,10 @@ pub async fn serve(config: Config) -> Result<()> {
         Some(committed_tx),
         metrics.clone(),
     );
+    submitter
+        .drop_unspooled(&store)
+        .await
+        .context("cannot check the queue against the spool")?;
     let queue = Arc::new(QueueContext {
         store: store.clone(),
         spool: spool.clone(),

@@ -128,38 +128,28 @@ impl Submitter {
             })
             .await?)
     }
-}
 
-/// At start-up: removes messages that were committed but whose spool file is
-/// missing. Only a crash between [`Submitter::commit`] and the spool file's
-/// rename leaves one, and such a message was never acknowledged (still in the
-/// submission stage: the manager never saw it).
-pub async fn drop_unspooled(store: &Store, spool: &Spool) -> Result<usize, StoreError> {
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM messages WHERE stage = 'submission'")
-        .fetch_all(store.pool())
-        .await?;
-    let mut dropped = 0;
-    for id in ids {
-        let Some(qid) = QueueId::parse(&id) else {
-            continue;
-        };
-        if spool.message_path(&qid).exists() {
-            continue;
+    /// At start-up: withdraws messages that were committed but whose spool
+    /// file is missing. Only a crash between [`Submitter::commit`] and the
+    /// spool file's rename leaves one, and such a message was never
+    /// acknowledged (still in the submission stage: the manager never saw it).
+    pub async fn drop_unspooled(&self, store: &Store) -> Result<usize, SubmitError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM messages WHERE stage = 'submission'")
+                .fetch_all(store.pool())
+                .await
+                .map_err(StoreError::from)?;
+        let mut dropped = 0;
+        for qid in ids.iter().filter_map(|id| QueueId::parse(id)) {
+            if self.spool.message_path(&qid).exists() {
+                continue;
+            }
+            self.withdraw(&qid).await?;
+            tracing::warn!(queue_id = %qid, "dropped an unacknowledged message whose body never reached the disk");
+            dropped += 1;
         }
-        let mut tx = store.pool().begin().await?;
-        sqlx::query("DELETE FROM tracking_events WHERE queue_id = ?")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM messages WHERE id = ?")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::warn!(queue_id = %id, "dropped an unacknowledged message whose body never reached the disk");
-        dropped += 1;
+        Ok(dropped)
     }
-    Ok(dropped)
 }
 
 fn insert_envelope(conn: &rusqlite::Connection, e: &Envelope) -> rusqlite::Result<()> {
@@ -264,7 +254,7 @@ mod tests {
         std::fs::write(spool.message_path(&kept), b"x\r\n")?;
         submitter.commit(envelope(&kept)?).await?;
         submitter.commit(envelope(&lost)?).await?;
-        assert_eq!(drop_unspooled(&store, &spool).await?, 1);
+        assert_eq!(submitter.drop_unspooled(&store).await?, 1);
         let left: Vec<String> = sqlx::query_scalar("SELECT id FROM messages")
             .fetch_all(store.pool())
             .await?;
