@@ -43,6 +43,11 @@ fn curl(dir: &Path, args: &[&str]) -> (u16, String) {
     (status, text)
 }
 
+/// A form POST with the CSRF token (`_csrf=...`) and `data` to `url`.
+fn post(dir: &Path, token: &str, data: &str, url: &str) -> (u16, String) {
+    curl(dir, &["--data-urlencode", token, "-d", data, url])
+}
+
 fn field(html: &str, name: &str) -> String {
     let key = format!("name=\"{name}\" value=\"");
     html.split(&key)
@@ -244,15 +249,11 @@ fn hostile_input_is_escaped_and_refused_cleanly() {
     assert!(page.contains("&#60;script&#62;"), "{page}");
     assert!(page.contains("id=\"err-name\""), "error beside the field");
     // A display name with markup is stored and shown escaped.
-    curl(
+    post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "name=example.com&type=authoritative",
-            &format!("{base}/org/accepted-domains/new"),
-        ],
+        &tok,
+        "name=example.com&type=authoritative",
+        &format!("{base}/org/accepted-domains/new"),
     );
     let (status, _) = curl(
         d,
@@ -445,27 +446,19 @@ fn connector_properties_tabs_save_through_the_shared_validation() {
     }
     // Network tab: a bad smart host is refused beside its field, a good one saved.
     let url = format!("{base}/org/send-connectors/properties?name=Out");
-    let (status, page) = curl(
+    let (status, page) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "tab=network&smart_hosts=bad:host:x&port=25&auth=none",
-            &url,
-        ],
+        &tok,
+        "tab=network&smart_hosts=bad:host:x&port=25&auth=none",
+        &url,
     );
     assert_eq!(status, 400);
     assert!(page.contains("id=\"err-smart_hosts\""), "{page}");
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "tab=network&smart_hosts=relay.example.net:587&port=25&auth=none&require_tls=true",
-            &url,
-        ],
+        &tok,
+        "tab=network&smart_hosts=relay.example.net:587&port=25&auth=none&require_tls=true",
+        &url,
     );
     assert_eq!(status, 303);
     let show = stdout(&cli(d, &["send-connector", "show", "Out", "--json"]));
@@ -475,28 +468,10 @@ fn connector_properties_tabs_save_through_the_shared_validation() {
     );
     // Receive connector limits.
     let url = format!("{base}/server/receive-connectors/properties?name=Default%20Internet");
-    let (status, page) = curl(
-        d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "tab=limits&max_recipients=0",
-            &url,
-        ],
-    );
+    let (status, page) = post(d, &tok, "tab=limits&max_recipients=0", &url);
     assert_eq!(status, 400);
     assert!(page.contains("id=\"err-max_recipients\""), "{page}");
-    let (status, _) = curl(
-        d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "tab=limits&max_recipients=50",
-            &url,
-        ],
-    );
+    let (status, _) = post(d, &tok, "tab=limits&max_recipients=50", &url);
     assert_eq!(status, 303);
     let show = stdout(&cli(
         d,
@@ -695,27 +670,19 @@ fn more_console_users_can_log_in_and_be_removed() {
     let base = format!("http://{}", s.admin);
     let csrf = login(&s, d);
     let tok = format!("_csrf={csrf}");
-    let (status, page) = curl(
+    let (status, page) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "username=bob&password=short",
-            &format!("{base}/account/users"),
-        ],
+        &tok,
+        "username=bob&password=short",
+        &format!("{base}/account/users"),
     );
     assert_eq!(status, 400);
     assert!(page.contains("id=\"err-password\""), "{page}");
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "username=bob&password=bobs-long-password",
-            &format!("{base}/account/users"),
-        ],
+        &tok,
+        "username=bob&password=bobs-long-password",
+        &format!("{base}/account/users"),
     );
     assert_eq!(status, 303);
     // bob logs in with his own cookie jar.
@@ -737,15 +704,11 @@ fn more_console_users_can_log_in_and_be_removed() {
     let (status, _) = curl(&bob, &[&format!("{base}/")]);
     assert_eq!(status, 200);
     // Removing him ends his session.
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "username=bob",
-            &format!("{base}/account/users/remove"),
-        ],
+        &tok,
+        "username=bob",
+        &format!("{base}/account/users/remove"),
     );
     assert_eq!(status, 303);
     let (status, _) = curl(&bob, &[&format!("{base}/")]);
@@ -760,58 +723,38 @@ fn groups_and_contacts_are_made_and_removed_in_the_console() {
     let base = format!("http://{}", s.admin);
     let csrf = login(&s, d);
     let tok = format!("_csrf={csrf}");
-    curl(
+    post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "name=example.com&type=authoritative",
-            &format!("{base}/org/accepted-domains/new"),
-        ],
+        &tok,
+        "name=example.com&type=authoritative",
+        &format!("{base}/org/accepted-domains/new"),
     );
-    curl(
+    post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "address=alice@example.com&display_name=Alice",
-            &format!("{base}/recipients/mailboxes/new"),
-        ],
+        &tok,
+        "address=alice@example.com&display_name=Alice",
+        &format!("{base}/recipients/mailboxes/new"),
     );
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "name=partner&external_address=pat@partner.test",
-            &format!("{base}/recipients/contacts"),
-        ],
+        &tok,
+        "name=partner&external_address=pat@partner.test",
+        &format!("{base}/recipients/contacts"),
     );
     assert_eq!(status, 303);
-    let (status, page) = curl(
+    let (status, page) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "address=sales@example.com&members=alice@example.com,nobody@example.com",
-            &format!("{base}/recipients/groups"),
-        ],
+        &tok,
+        "address=sales@example.com&members=alice@example.com,nobody@example.com",
+        &format!("{base}/recipients/groups"),
     );
     assert_eq!(status, 400, "an unknown member is refused");
     assert!(page.contains("nobody@example.com"), "{page}");
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "address=sales@example.com&members=alice@example.com,partner&only_authenticated=true",
-            &format!("{base}/recipients/groups"),
-        ],
+        &tok,
+        "address=sales@example.com&members=alice@example.com,partner&only_authenticated=true",
+        &format!("{base}/recipients/groups"),
     );
     assert_eq!(status, 303);
     let show = stdout(&cli(d, &["group", "show", "sales@example.com"]));
@@ -822,27 +765,19 @@ fn groups_and_contacts_are_made_and_removed_in_the_console() {
     assert!(show.contains("Only authenticated senders:  yes"), "{show}");
     // Properties: members and restrictions change through the shared validation.
     let props = format!("{base}/recipients/groups/properties");
-    let (status, page) = curl(
+    let (status, page) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "address=sales@example.com&add_members=ghost@example.com",
-            &props,
-        ],
+        &tok,
+        "address=sales@example.com&add_members=ghost@example.com",
+        &props,
     );
     assert_eq!(status, 400);
     assert!(page.contains("ghost@example.com"), "{page}");
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "address=sales@example.com&remove_members=partner&add_reject_from=spam@bad.test",
-            &props,
-        ],
+        &tok,
+        "address=sales@example.com&remove_members=partner&add_reject_from=spam@bad.test",
+        &props,
     );
     assert_eq!(status, 303);
     let (status, page) = curl(d, &[&format!("{props}?address=sales%40example.com")]);
@@ -856,26 +791,18 @@ fn groups_and_contacts_are_made_and_removed_in_the_console() {
         page.contains("<th>Only authenticated senders</th><td>No</td>"),
         "the unchecked box turns it off: {page}"
     );
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "address=sales@example.com",
-            &format!("{base}/recipients/groups/remove"),
-        ],
+        &tok,
+        "address=sales@example.com",
+        &format!("{base}/recipients/groups/remove"),
     );
     assert_eq!(status, 303);
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "name=partner",
-            &format!("{base}/recipients/contacts/remove"),
-        ],
+        &tok,
+        "name=partner",
+        &format!("{base}/recipients/contacts/remove"),
     );
     assert_eq!(status, 303);
     assert_eq!(
@@ -893,46 +820,30 @@ fn remote_domains_and_address_policies_in_the_console() {
     let base = format!("http://{}", s.admin);
     let csrf = login(&s, d);
     let tok = format!("_csrf={csrf}");
-    curl(
+    post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "name=example.com&type=authoritative",
-            &format!("{base}/org/accepted-domains/new"),
-        ],
+        &tok,
+        "name=example.com&type=authoritative",
+        &format!("{base}/org/accepted-domains/new"),
     );
-    curl(
+    post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "address=alice@example.com&display_name=Alice&given_name=Alice&surname=Smith",
-            &format!("{base}/recipients/mailboxes/new"),
-        ],
+        &tok,
+        "address=alice@example.com&display_name=Alice&given_name=Alice&surname=Smith",
+        &format!("{base}/recipients/mailboxes/new"),
     );
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "domain=partner.test&name=Partner&allow_ndr=true",
-            &format!("{base}/org/remote-domains/new"),
-        ],
+        &tok,
+        "domain=partner.test&name=Partner&allow_ndr=true",
+        &format!("{base}/org/remote-domains/new"),
     );
     assert_eq!(status, 303);
-    let (status, page) = curl(
+    let (status, page) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "domain=bad domain",
-            &format!("{base}/org/remote-domains/new"),
-        ],
+        &tok,
+        "domain=bad domain",
+        &format!("{base}/org/remote-domains/new"),
     );
     assert_eq!(status, 400);
     assert!(page.contains("id=\"err-domain\""), "{page}");
@@ -967,26 +878,18 @@ fn remote_domains_and_address_policies_in_the_console() {
         show.to_lowercase().contains("alice.smith@example.com"),
         "applied: {show}"
     );
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "name=Std",
-            &format!("{base}/org/address-policies/remove"),
-        ],
+        &tok,
+        "name=Std",
+        &format!("{base}/org/address-policies/remove"),
     );
     assert_eq!(status, 303);
-    let (status, _) = curl(
+    let (status, _) = post(
         d,
-        &[
-            "--data-urlencode",
-            &tok,
-            "-d",
-            "domain=partner.test",
-            &format!("{base}/org/remote-domains/remove"),
-        ],
+        &tok,
+        "domain=partner.test",
+        &format!("{base}/org/remote-domains/remove"),
     );
     assert_eq!(status, 303);
     assert_eq!(sql(d, "SELECT COUNT(*) FROM address_policies"), "0");
