@@ -3,6 +3,7 @@
 //! rename is durable before the queue row that names the file is committed.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::io::{AsyncWriteExt, BufWriter};
 
@@ -15,6 +16,7 @@ const WRITE_BUFFER: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    msg_sync: Arc<DirSync>,
 }
 
 impl Spool {
@@ -22,7 +24,10 @@ impl Spool {
         let root = data_dir.join("spool");
         std::fs::create_dir_all(root.join("tmp"))?;
         std::fs::create_dir_all(root.join("msg"))?;
-        Ok(Spool { root })
+        Ok(Spool {
+            msg_sync: Arc::new(DirSync::new(root.join("msg"))),
+            root,
+        })
     }
 
     pub fn message_path(&self, id: &QueueId) -> PathBuf {
@@ -50,6 +55,7 @@ impl Spool {
             file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
             tmp,
             dest: self.message_path(id),
+            msg_sync: self.msg_sync.clone(),
             written: 0,
         })
     }
@@ -76,7 +82,7 @@ impl Spool {
             file.sync_all()?;
             let size = file.metadata()?.len();
             std::fs::rename(&tmp, self.message_path(id))?;
-            sync_dir(&self.msg_dir())?;
+            self.msg_sync.sync()?;
             Ok((r, size))
         })();
         if result.is_err() {
@@ -129,6 +135,74 @@ impl Spool {
     }
 }
 
+/// Makes renames into one directory durable with as few fsyncs as possible:
+/// a caller that renamed a file calls [`DirSync::sync`]; if an fsync of the
+/// directory is already running it may have started before that rename, so the
+/// caller waits for the next one, which then covers every rename made while the
+/// first ran. Fifty sessions finishing together share two or three directory
+/// fsyncs instead of making fifty. (Blocking: call from the blocking pool.)
+#[derive(Debug)]
+struct DirSync {
+    dir: PathBuf,
+    state: Mutex<SyncState>,
+    done: Condvar,
+    /// Directory fsyncs made (for the tests).
+    fsyncs: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Renames announced so far (a ticket number each).
+    requested: u64,
+    /// Every ticket up to this one is durable.
+    synced: u64,
+    running: bool,
+}
+
+impl DirSync {
+    fn new(dir: PathBuf) -> DirSync {
+        DirSync {
+            dir,
+            state: Mutex::new(SyncState::default()),
+            done: Condvar::new(),
+            fsyncs: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Returns once a directory fsync that began after this call has finished.
+    fn sync(&self) -> std::io::Result<()> {
+        // A panic elsewhere cannot leave the counters inconsistent: go on.
+        let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock();
+        st.requested += 1;
+        let ticket = st.requested;
+        loop {
+            if st.synced >= ticket {
+                return Ok(());
+            }
+            if st.running {
+                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // This caller runs the fsync for everyone who has a ticket so far.
+            st.running = true;
+            let covers = st.requested;
+            drop(st);
+            let result = sync_dir(&self.dir);
+            self.fsyncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            st = lock();
+            st.running = false;
+            if result.is_ok() {
+                st.synced = st.synced.max(covers);
+            }
+            self.done.notify_all();
+            // On failure the others try again themselves (and see their own error).
+            result?;
+        }
+    }
+}
+
 /// Makes the renames into `dir` durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -139,6 +213,7 @@ pub struct SpoolWriter {
     file: Option<BufWriter<tokio::fs::File>>,
     tmp: PathBuf,
     dest: PathBuf,
+    msg_sync: Arc<DirSync>,
     written: u64,
 }
 
@@ -156,25 +231,28 @@ impl SpoolWriter {
     }
 
     /// Flushes, fsyncs and renames the file into `msg/`, then fsyncs `msg/`:
-    /// afterwards the file survives power loss under its final name. (Concurrent
-    /// sessions' directory fsyncs share the file system's journal commits.)
+    /// afterwards the file survives power loss under its final name. (Sessions
+    /// finishing together share directory fsyncs: see [`DirSync`].)
     pub async fn commit(mut self) -> std::io::Result<PathBuf> {
         let Some(mut f) = self.file.take() else {
             return Ok(self.dest.clone());
         };
-        let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
+        let (tmp, dest, msg_sync) = (self.tmp.clone(), self.dest.clone(), self.msg_sync.clone());
         let result = async move {
-            f.flush().await?;
-            let file = f.into_inner().into_std().await;
-            // One hop to the blocking pool for all three system calls.
+            // The buffer's tail is written in the same blocking-pool hop as the
+            // fsyncs (a small message is all tail): one hop per message.
+            // First wait for writes already handed to the pool: their errors
+            // (a full disk) surface here, whereas `into_std` drops them.
+            f.get_mut().flush().await?;
+            let tail = f.buffer().to_vec();
+            let mut file = f.into_inner().into_std().await;
             tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                file.write_all(&tail)?;
                 file.sync_all()?;
                 drop(file);
                 std::fs::rename(&tmp, &dest)?;
-                match dest.parent() {
-                    Some(dir) => sync_dir(dir),
-                    None => Ok(()),
-                }
+                msg_sync.sync()
             })
             .await
             .map_err(std::io::Error::other)?
@@ -194,6 +272,58 @@ impl Drop for SpoolWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn concurrent_renames_share_directory_fsyncs() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let sync = Arc::new(DirSync::new(dir.path().to_path_buf()));
+        let (threads, calls) = (8, 20);
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (sync, dir) = (sync.clone(), dir.path().to_path_buf());
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    for i in 0..calls {
+                        let tmp = dir.join(format!("tmp-{t}-{i}"));
+                        std::fs::write(&tmp, b"x")?;
+                        std::fs::rename(&tmp, dir.join(format!("msg-{t}-{i}")))?;
+                        sync.sync()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| std::io::Error::other("thread panicked"))??;
+        }
+        let fsyncs = sync.fsyncs.load(Ordering::Relaxed);
+        assert!(
+            fsyncs >= 1 && fsyncs < threads * calls,
+            "{fsyncs} fsyncs for {} renames",
+            threads * calls
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_directory_fsync_reaches_every_caller() {
+        let sync = Arc::new(DirSync::new(PathBuf::from("/nonexistent/spool/msg")));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let sync = sync.clone();
+                std::thread::spawn(move || sync.sync().is_err())
+            })
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap_or(false), "every caller sees the error");
         }
     }
 }
