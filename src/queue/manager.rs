@@ -91,7 +91,7 @@ pub async fn run(
     let s = schedule.clone();
     tokio::spawn(async move {
         while let Some(id) = committed.recv().await {
-            s.push(Utc::now(), id.to_string());
+            s.push_new(id.to_string());
         }
     });
     // Queue actions from other processes (the CLI) bump queue_version.
@@ -133,7 +133,7 @@ pub async fn run(
 
     let workers = Arc::new(Semaphore::new(WORKERS));
     loop {
-        let (due, wait) = schedule.take_due(Utc::now());
+        let (due, wait) = schedule.take_due(Utc::now(), WORKERS);
         for id in due {
             let fresh = schedule
                 .in_flight

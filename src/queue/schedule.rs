@@ -100,6 +100,15 @@ impl Schedule {
         self.push_due(due, Due::Message(id));
     }
 
+    /// A message just accepted: ahead of everything already due (like
+    /// Postfix's incoming queue before its deferred one), so new mail is not
+    /// held up by a wave of retries. Among themselves in arrival order (queue
+    /// ids sort by time).
+    pub fn push_new(&self, id: String) {
+        lock(&self.heap).push(Reverse((0, Due::Message(id))));
+        self.wake.notify_one();
+    }
+
     fn push_due(&self, due: DateTime<Utc>, what: Due) {
         lock(&self.heap).push(Reverse((due.timestamp_millis(), what)));
         self.wake.notify_one();
@@ -184,9 +193,10 @@ impl Schedule {
         self.wake.notify_one();
     }
 
-    /// What is due, and how long until the next thing is. A due gate yields its
-    /// probe as a message.
-    pub fn take_due(&self, now: DateTime<Utc>) -> (Vec<String>, Option<Duration>) {
+    /// Up to `limit` of what is due, and how long until the next thing is (zero
+    /// if more is due already: taking a few at a time lets new mail overtake a
+    /// backlog). A due gate yields its probe as a message.
+    pub fn take_due(&self, now: DateTime<Utc>, limit: usize) -> (Vec<String>, Option<Duration>) {
         let mut due = Vec::new();
         let mut hops = Vec::new();
         let mut wait = None;
@@ -196,6 +206,10 @@ impl Schedule {
             while let Some(Reverse((t, _))) = heap.peek() {
                 if *t > now_ms {
                     wait = Some(Duration::from_millis((*t - now_ms) as u64));
+                    break;
+                }
+                if due.len() + hops.len() >= limit {
+                    wait = Some(Duration::ZERO);
                     break;
                 }
                 match heap.pop() {
@@ -346,17 +360,17 @@ mod tests {
         }
         assert_eq!(s.parked("smart"), 3);
         // Before the retry time nothing is due.
-        assert!(s.take_due(t0 + secs(30)).0.is_empty());
+        assert!(s.take_due(t0 + secs(30), 100).0.is_empty());
         // At the retry time exactly one (the oldest) goes through.
-        assert_eq!(s.take_due(t0 + secs(61)).0, vec!["A1".to_string()]);
+        assert_eq!(s.take_due(t0 + secs(61), 100).0, vec!["A1".to_string()]);
         // It fails again: parked until the next retry; still nothing else due.
         s.settle("A1".into(), parked("smart", t0 + secs(180), far));
         assert_eq!(s.parked("smart"), 3);
-        assert!(s.take_due(t0 + secs(120)).0.is_empty());
-        assert_eq!(s.take_due(t0 + secs(181)).0, vec!["A1".to_string()]);
+        assert!(s.take_due(t0 + secs(120), 100).0.is_empty());
+        assert_eq!(s.take_due(t0 + secs(181), 100).0, vec!["A1".to_string()]);
         // This time the hop answers: all the others are due at once.
         s.settle("A1".into(), Next::Never);
-        let mut due = s.take_due(Utc::now() + secs(1)).0;
+        let mut due = s.take_due(Utc::now() + secs(1), 100).0;
         due.sort();
         assert_eq!(due, vec!["A2".to_string(), "A3".to_string()]);
         assert_eq!(s.parked("smart"), 0);
@@ -372,12 +386,12 @@ mod tests {
         );
         // B2 must send a delay notice at +100 s, before the next try (+300 s).
         s.settle("B2".into(), parked("smart", t0 + secs(60), t0 + secs(100)));
-        assert_eq!(s.take_due(t0 + secs(61)).0, vec!["B1".to_string()]);
+        assert_eq!(s.take_due(t0 + secs(61), 100).0, vec!["B1".to_string()]);
         s.settle(
             "B1".into(),
             parked("smart", t0 + secs(300), t0 + secs(86_400)),
         );
-        assert_eq!(s.take_due(t0 + secs(101)).0, vec!["B2".to_string()]);
+        assert_eq!(s.take_due(t0 + secs(101), 100).0, vec!["B2".to_string()]);
         assert_eq!(s.parked("smart"), 1);
     }
 
@@ -410,17 +424,20 @@ mod tests {
         s.settle("C3".into(), parked("smart", until, t0 + secs(86_400)));
         let entries = vec![entry("C1", None), entry("C2", None), entry("C3", None)];
         s.replace_all(entries.clone());
-        assert_eq!(s.take_due(t0 + secs(1)).0, vec!["C2".to_string()]);
+        assert_eq!(s.take_due(t0 + secs(1), 100).0, vec!["C2".to_string()]);
         // An admin's "retry now" cleared the hop's Retry: one probe goes now.
         s.set_states(2, Vec::new());
         s.replace_all(entries);
-        let mut due = s.take_due(Utc::now() + secs(1)).0;
+        let mut due = s.take_due(Utc::now() + secs(1), 100).0;
         due.sort();
         assert_eq!(due, vec!["C1".to_string(), "C2".to_string()]);
         assert_eq!(s.parked("smart"), 1);
         // It got through: the rest follow.
         s.settle("C1".into(), Next::Never);
-        assert_eq!(s.take_due(Utc::now() + secs(1)).0, vec!["C3".to_string()]);
+        assert_eq!(
+            s.take_due(Utc::now() + secs(1), 100).0,
+            vec!["C3".to_string()]
+        );
     }
 
     #[test]
@@ -438,9 +455,26 @@ mod tests {
             entry("D4", Some(("other", t0 + secs(86_400)))),
         ]);
         assert_eq!(s.parked("smart"), 2);
-        let mut due = s.take_due(t0 + secs(1)).0;
+        let mut due = s.take_due(t0 + secs(1), 100).0;
         due.sort();
         assert_eq!(due, vec!["D3".to_string(), "D4".to_string()]);
-        assert_eq!(s.take_due(until + secs(1)).0, vec!["D1".to_string()]);
+        assert_eq!(s.take_due(until + secs(1), 100).0, vec!["D1".to_string()]);
+    }
+
+    #[test]
+    fn new_mail_overtakes_a_backlog_taken_a_few_at_a_time() {
+        let s = Schedule::default();
+        let t0 = Utc::now();
+        for i in 0..10 {
+            s.push(t0 - secs(60), format!("OLD{i}"));
+        }
+        let (first, wait) = s.take_due(t0, 4);
+        assert_eq!(first.len(), 4);
+        assert_eq!(wait, Some(Duration::ZERO), "more is due");
+        s.push_new("NEW2".into());
+        s.push_new("NEW1".into());
+        let (next, _) = s.take_due(t0, 4);
+        assert_eq!(&next[..2], ["NEW1".to_string(), "NEW2".to_string()]);
+        assert!(next[2].starts_with("OLD"));
     }
 }
