@@ -541,6 +541,14 @@ fn messages_behind_a_dead_hop_cost_one_connection_per_retry() {
         (2..=10).contains(&tries),
         "{tries} connection attempts in 5 s of 1 s retries with {N} messages waiting"
     );
+    // They all show as waiting for the hop's retry, whatever time each was
+    // last given.
+    let retrying: Vec<serde_json::Value> = serde_json::from_str(&ok(
+        d,
+        &["queue", "messages", "--status", "retry", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(retrying.len(), N);
     // Mail for other next hops is not held up meanwhile.
     let (code, out) = swaks(&[
         "--server",

@@ -77,7 +77,11 @@ pub async fn list_queues(store: &Store) -> Result<Vec<QueueInfo>> {
         .into_iter()
         .map(|(name, list)| {
             let state = states.iter().find(|s| s.name == name);
-            let next_retry = list.iter().filter_map(|e| e.next_attempt_at.clone()).min();
+            // A hop in Retry: its retry time (its messages wait for it, whatever
+            // time each was last given).
+            let next_retry = state
+                .and_then(|s| s.retry_at.clone())
+                .or_else(|| list.iter().filter_map(|e| e.next_attempt_at.clone()).min());
             let last_error = state
                 .and_then(|s| s.last_error.clone())
                 .or_else(|| list.iter().filter_map(|e| e.last_error.clone()).max());
@@ -129,11 +133,17 @@ pub async fn list_messages(
 ) -> Result<Vec<QueuedMessage>> {
     let queue = queue.map(queue_key);
     let now = chrono::Utc::now();
-    let suspended_queues: Vec<String> = rows::queue_states(store.pool())
-        .await?
-        .into_iter()
+    let states = rows::queue_states(store.pool()).await?;
+    let suspended_queues: Vec<&str> = states
+        .iter()
         .filter(|s| s.suspended)
-        .map(|s| s.name)
+        .map(|s| s.name.as_str())
+        .collect();
+    // Messages behind a next hop in Retry wait for the hop's retry time.
+    let retry_queues: Vec<&str> = states
+        .iter()
+        .filter(|s| s.retry_at.as_deref().and_then(parse_time) > Some(now))
+        .map(|s| s.name.as_str())
         .collect();
     let list = rows::entries(store.pool())
         .await?
@@ -144,8 +154,9 @@ pub async fn list_messages(
                 .next_attempt_at
                 .as_deref()
                 .and_then(parse_time)
-                .is_some_and(|t| t > now);
-            let status = if e.suspended || suspended_queues.contains(&e.queue) {
+                .is_some_and(|t| t > now)
+                || retry_queues.contains(&e.queue.as_str());
+            let status = if e.suspended || suspended_queues.contains(&e.queue.as_str()) {
                 "suspended"
             } else if retry {
                 "retry"
