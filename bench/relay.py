@@ -8,7 +8,8 @@ For each size and concurrency, on a fresh instance of each server:
      sink holds COUNT messages, from the start of smtp-source);
   2. CPU seconds of the server per 1000 messages (utime+stime, for Postfix of
      master, its reaped children and live children) over phase 1;
-  3. latency.py: end-of-DATA -> 250 p50/p99 at the same concurrency;
+  3. latency.py: end-of-DATA -> 250 p50/p99 at the same concurrency (the compiled
+     client bench/latency.rs when built, else asyncio);
   4. peak memory: the largest sum of Pss (/proc/PID/smaps_rollup) over the
      server's processes, sampled every 100 ms over phases 1-3 (Pss, not RSS, so
      that Postfix's shared pages are not counted once per process).
@@ -149,7 +150,7 @@ def run_one(kind, size, conc, count, binary, base, lat_count):
             "server": kind, "size": size, "conc": conc, "count": count,
             "accepted_per_s": count / t_accept, "delivered_per_s": count / t_e2e if delivered >= count else None,
             "delivered": delivered, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
-            "lat_failed": lat["failed"],
+            "lat_failed": lat["failed"], "lat_client": lat.get("client"),
             # Server-side end-of-data -> reply, as histogram bucket bounds.
             "server_p50_le_ms": hist1 and bucket_quantile(hist0, hist1, 0.5),
             "server_p99_le_ms": hist1 and bucket_quantile(hist0, hist1, 0.99), "peak_mb": sampler.peak / 1024,
@@ -163,6 +164,12 @@ def run_one(kind, size, conc, count, binary, base, lat_count):
         sink.stop()
         shutil.rmtree(shm, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def latency_client(rows):
+    kinds = {r.get("lat_client") for r in rows} - {None}
+    names = {"rust": "bench/latency.rs (compiled, one thread)", "python": "bench/latency.py (asyncio)"}
+    return ", ".join(names.get(k, k) for k in sorted(kinds)) or "none"
 
 
 def fmt(v, nd=0):
@@ -262,7 +269,8 @@ def main():
         cmd = "bench/relay.sh " + " ".join(sys.argv[1:]).replace("--write", "").strip()
         with open(ROOT / "BENCHMARKS.md", "a") as f:
             f.write(f"\n### Relay run {started:%Y-%m-%d %H:%M} UTC\n\n"
-                    f"Machine: {machine()}. Bridgehead binary: `{os.path.relpath(binary, ROOT)}`.\n"
+                    f"Machine: {machine()}. Bridgehead binary: `{os.path.relpath(binary, ROOT)}`. "
+                    f"Latency client: {latency_client(rows)}.\n"
                     f"Command: `{cmd.strip()}`\n\n{md}\n")
     for r in bad:
         print(f"relay: FAILED {r['server']} {human(r['size'])} c{r['conc']}: delivered {r['delivered']}/{r['count']}, "
