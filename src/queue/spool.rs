@@ -86,6 +86,12 @@ impl Spool {
         self.root.join("tmp").join(id.as_str()).exists()
     }
 
+    /// Bytes an unprivileged writer may still use on the spool's file system.
+    pub fn free_space(&self) -> std::io::Result<u64> {
+        let st = rustix::fs::statvfs(&self.root)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     pub fn msg_dir(&self) -> PathBuf {
         self.root.join("msg")
     }

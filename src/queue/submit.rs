@@ -51,6 +51,13 @@ pub struct Envelope {
 #[error("cannot commit to the queue: {0}")]
 pub struct SubmitError(#[from] StoreError);
 
+impl SubmitError {
+    /// The database is out of space (see [`StoreError::is_disk_full`]).
+    pub fn is_disk_full(&self) -> bool {
+        self.0.is_disk_full()
+    }
+}
+
 /// Queues envelopes; cheap to clone.
 #[derive(Clone)]
 pub struct Submitter {

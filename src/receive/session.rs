@@ -37,6 +37,10 @@ const COMMAND_CHUNK: usize = 4 * 1024;
 const BODY_CHUNK: usize = 64 * 1024;
 /// Headers kept in memory to find Message-ID and Subject (the rest streams by).
 const HEADER_PEEK: usize = 64 * 1024;
+/// Free space the data directory's file system must keep beyond a message's
+/// declared size for MAIL to be accepted (the queue database and the
+/// delivery side need room too); below it MAIL gets `452 4.3.1`.
+const RESERVED_SPACE: u64 = 4 * 1024 * 1024;
 
 static SESSION_COUNTER: AtomicU64 = AtomicU64::new(1);
 
@@ -644,6 +648,17 @@ impl<'a> Session<'a> {
             ));
             return;
         }
+        // Back pressure: a nearly full disk refuses new mail before its data
+        // is sent (RFC 1870 §6.1), instead of failing half-way through it.
+        if self
+            .ctx
+            .spool
+            .free_space()
+            .is_ok_and(|free| free < RESERVED_SPACE + params.size.unwrap_or(0))
+        {
+            self.reply(Reply::new(452, "4.3.1", "Insufficient system storage"));
+            return;
+        }
         self.tx = Some(Transaction {
             id: QueueId::generate(),
             sender: from,
@@ -1027,6 +1042,9 @@ impl<'a> Session<'a> {
             (Ok(_), Err(e)) => {
                 tracing::error!(queue_id = %id, error = %e, "submit failed");
                 let _ = self.ctx.spool.remove(id.as_str());
+                if e.is_disk_full() {
+                    return Reply::new(452, "4.3.1", "Insufficient system storage");
+                }
                 Reply::new(
                     451,
                     "4.3.0",

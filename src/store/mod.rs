@@ -38,6 +38,20 @@ pub enum StoreError {
     Batch(String),
 }
 
+impl StoreError {
+    /// SQLite could not write for want of space (`SQLITE_FULL`): the client
+    /// hears `452 4.3.1`, as for a full spool.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Write(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::Sql(sqlx::Error::Database(e)) => e.code().as_deref() == Some("13"),
+            _ => false,
+        }
+    }
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
