@@ -68,7 +68,15 @@ impl Spool {
             && std::fs::rename(&old, &tmp).is_ok()
         {
             let file = std::fs::OpenOptions::new().write(true).open(&tmp)?;
-            return Ok((file, true));
+            // A second name for the same file can only come from a power loss
+            // on a file system without a journal (a rename half on disk, then
+            // fsck): the other name may be a queued message, so never write
+            // over such a file; drop this name and start a new one.
+            if std::os::unix::fs::MetadataExt::nlink(&file.metadata()?) == 1 {
+                return Ok((file, true));
+            }
+            drop(file);
+            std::fs::remove_file(&tmp)?;
         }
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -423,6 +431,31 @@ mod tests {
         // A restart finds the files waiting in free/.
         spool.remove(dsn.as_str())?;
         assert_eq!(Spool::open(dir.path())?.free_list().len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_free_file_with_a_second_name_is_never_written_over() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let spool = Spool::open(dir.path())?;
+        let (queued, next) = (QueueId::generate(), QueueId::generate());
+        let mut w = spool.create(&queued).await?;
+        w.write(b"queued message").await?;
+        w.commit().await?;
+        // As fsck may leave it after a power loss mid-rename: the queued
+        // message's file also listed in free/.
+        let alias = dir.path().join("spool/free/alias");
+        std::fs::hard_link(spool.message_path(&queued), &alias)?;
+        spool.free_list().push(alias);
+        let mut w = spool.create(&next).await?;
+        assert!(!w.recycled);
+        w.write(b"next").await?;
+        w.commit().await?;
+        assert_eq!(
+            std::fs::read(spool.message_path(&queued))?,
+            b"queued message"
+        );
+        assert_eq!(std::fs::read(spool.message_path(&next))?, b"next");
         Ok(())
     }
 
