@@ -14,16 +14,14 @@ Runs, each a separate nmap:
   0. calibration: the smtp-sink itself (accepts everything) must come out as
      "Server is an open relay (16/16 tests)", or the parsing below is broken;
   1. the internet connector, default settings, from 127.0.0.1 and (as root) from
-     127.0.0.2. nmap's tests 4-16 all use the sender antispam@[127.0.0.1], which
-     Bridgehead refuses (501 5.1.7, address literal); that counts as a bad command,
-     and the default limit of 10 ends the session with 421 after test 13, so nmap
-     prints "SMTP RSET: failed to receive data: connection closed". That verdict
-     is accepted here only when the protocol log shows that Bridgehead's own
-     "421 4.7.0 ... too many errors" closed it and no RCPT got a 2xx;
-  2. the same with --max-bad-commands 20 (Postfix's smtpd_hard_error_limit), so
-     that all 16 tests run: the verdict must be exactly "Server doesn't seem to be
-     an open relay, all tests failed";
-  3. the submission connector (STARTTLS then AUTH) from both addresses, and the
+     127.0.0.2: the verdict must be exactly "Server doesn't seem to be an open
+     relay, all tests failed". (nmap's tests 4-16 use the sender
+     antispam@[127.0.0.1], which Bridgehead refuses at MAIL with 501 5.1.7, an
+     address literal; refusals count as bad commands, and the default limit is 20,
+     Postfix's smtpd_hard_error_limit, so all 16 tests run. With --max-bad-commands
+     10 the session ends with 421 after test 13 and nmap prints "connection
+     closed" instead.)
+  2. the submission connector (STARTTLS then AUTH) from both addresses, and the
      implicit-TLS one from 127.0.0.1: "Server isn't an open relay, authentication
      needed" (or "doesn't seem to be an open relay");
 then a replay of nmap's 16 recipient forms with a sender Bridgehead accepts (so
@@ -217,10 +215,9 @@ def main():
             rcpts = [c for s in sessions.values() for c in s["rcpt"]]
             ok = verdict in allowed and not rcpt_ok
             note = ""
-            if verdict == CLOSED and CLOSED in allowed:
+            if verdict == CLOSED:
                 lasts = [s["last"] or "" for s in sessions.values() if s["mail"]]
-                ok = ok and any(x.startswith("421 4.7.0") and "too many errors" in x for x in lasts)
-                note = f" (closed by Bridgehead: {lasts[-1] if lasts else '?'})"
+                note = f" (the last reply: {lasts[-1] if lasts else '?'})"
             summary = (f"MAIL replies {dict(sorted(Counter(mails).items()))}, "
                        f"RCPT replies {dict(sorted(Counter(rcpts).items()))}")
             results.append((label, settings, source or "127.0.0.1", verdict, took, ok, summary + note))
@@ -228,10 +225,7 @@ def main():
                 failures.append(f"{label} from {source or '127.0.0.1'}: nmap said {verdict!r}; {summary}{note}\n{out}")
 
         for src in sources:
-            check("Default Internet", "defaults", internet, "Default Internet", (NOT_RELAY, CLOSED), src)
-        bh.cli_and_wait("receive-connector", "set", "Default Internet", "--max-bad-commands", "20")
-        for src in sources:
-            check("Default Internet", "--max-bad-commands 20", internet, "Default Internet", (NOT_RELAY,), src)
+            check("Default Internet", "defaults", internet, "Default Internet", (NOT_RELAY,), src)
         for src in sources:
             check("Client Submission", "defaults", submission, "Client Submission", (AUTH_NEEDED, NOT_RELAY), src)
         if not args.no_smtps:

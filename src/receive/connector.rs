@@ -362,7 +362,7 @@ impl ReceiveConnector {
             max_connections_per_ip: 20,
             connection_timeout_secs: 600,
             command_timeout_secs: 300,
-            max_bad_commands: 10,
+            max_bad_commands: 20,
             max_auth_failures: 3,
             protocol_logging: ProtocolLogging::None,
         }
