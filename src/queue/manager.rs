@@ -237,8 +237,13 @@ async fn check_states(ctx: &QueueContext, schedule: &Schedule) {
 
 /// Processes one message; returns when it is due again.
 async fn process(ctx: &QueueContext, schedule: &Schedule, id: &str) -> Next {
+    // Instrumented, not entered: a guard held across `.await` would leave the
+    // span entered on whatever thread resumes, nesting other messages' spans.
     let span = tracing::info_span!("queue", queue_id = %id);
-    let _enter = span.enter();
+    tracing::Instrument::instrument(process_message(ctx, schedule, id), span).await
+}
+
+async fn process_message(ctx: &QueueContext, schedule: &Schedule, id: &str) -> Next {
     let loaded = rows::load_message(ctx.store.pool(), id).await;
     let (msg, rcpts) = match loaded {
         Ok(Some(x)) => x,
