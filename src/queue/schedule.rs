@@ -174,11 +174,12 @@ impl Schedule {
                 });
             match gate {
                 Some((hop, until, deadline)) => {
-                    gates
-                        .entry(hop.clone())
-                        .or_insert_with(|| Gate::new(until))
-                        .parked
-                        .insert(e.id, deadline);
+                    let gate = gates.entry(hop.clone()).or_insert_with(|| Gate::new(until));
+                    if deadline < gate.until {
+                        heap.push(Reverse((deadline.timestamp_millis(), Due::Message(e.id))));
+                    } else {
+                        gate.parked.insert(e.id, deadline);
+                    }
                 }
                 None => heap.push(Reverse((e.due.timestamp_millis(), Due::Message(e.id)))),
             }
@@ -278,7 +279,12 @@ impl Schedule {
                     }
                     self.push_due(until, Due::Hop(hop.clone()));
                 }
-                gate.parked.insert(id, deadline);
+                if deadline < gate.until {
+                    // The gate (armed by another message) opens too late for it.
+                    self.push(deadline, id);
+                } else {
+                    gate.parked.insert(id, deadline);
+                }
             }
             other => {
                 if let Some(hop) = probed {
@@ -412,6 +418,22 @@ mod tests {
                 ..QueueStateRow::default()
             }],
         );
+    }
+
+    #[test]
+    fn a_message_whose_deadline_comes_before_the_gate_is_not_held_by_it() {
+        let s = Schedule::default();
+        let t0 = Utc::now();
+        // E1 arms the gate until +120 s; E2's own next try is at +60 s and its
+        // deadline (a delay notice) at +90 s: it must run at +90 s.
+        s.settle(
+            "E1".into(),
+            parked("smart", t0 + secs(120), t0 + secs(86_400)),
+        );
+        s.settle("E2".into(), parked("smart", t0 + secs(60), t0 + secs(90)));
+        assert_eq!(s.parked("smart"), 1);
+        assert!(s.take_due(t0 + secs(89), 100).0.is_empty());
+        assert_eq!(s.take_due(t0 + secs(91), 100).0, vec!["E2".to_string()]);
     }
 
     #[test]
