@@ -307,6 +307,7 @@ mod tests {
             processing_count: 0,
             next_attempt_at: None,
             last_error: None,
+            queue_version: 0,
         }
     }
 

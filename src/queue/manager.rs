@@ -225,16 +225,6 @@ async fn refresh_states(ctx: &QueueContext, schedule: &Schedule) {
     }
 }
 
-/// Rereads the queue-level state if an admin action changed it since it was
-/// read (one small query), so a queue suspended a moment ago holds the very
-/// next message rather than one `QUEUE_POLL` later.
-async fn check_states(ctx: &QueueContext, schedule: &Schedule) {
-    match rows::queue_version(ctx.store.pool()).await {
-        Ok(v) if schedule.states_current(v) => {}
-        _ => refresh_states(ctx, schedule).await,
-    }
-}
-
 /// Processes one message; returns when it is due again.
 async fn process(ctx: &QueueContext, schedule: &Schedule, id: &str) -> Next {
     // Instrumented, not entered: a guard held across `.await` would leave the
@@ -260,7 +250,12 @@ async fn process_message(ctx: &QueueContext, schedule: &Schedule, id: &str) -> N
         poison(ctx, &msg).await;
         return Next::Never;
     }
-    check_states(ctx, schedule).await;
+    // An admin action since the queue states were read (the message row carries
+    // the counter): reread them, so a queue suspended a moment ago holds this
+    // very message rather than one `QUEUE_POLL` later.
+    if !schedule.states_current(msg.queue_version) {
+        refresh_states(ctx, schedule).await;
+    }
     match run_stages(ctx, schedule, &msg, rcpts).await {
         Ok(next) => next,
         Err(e) => {

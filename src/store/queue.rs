@@ -25,6 +25,10 @@ pub struct MessageRow {
     pub processing_count: i64,
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
+    /// The queue's change counter when the row was read (`load_message` only):
+    /// the manager rereads its cached queue states when it moved.
+    #[sqlx(default)]
+    pub queue_version: i64,
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq)]
@@ -63,7 +67,8 @@ pub async fn load_message(
 ) -> Result<Option<(MessageRow, Vec<RecipientRow>)>, StoreError> {
     let mut conn = pool.acquire().await?;
     let Some(m) = sqlx::query_as::<_, MessageRow>(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+        "SELECT {MESSAGE_COLUMNS}, (SELECT version FROM queue_version WHERE id = 1) AS queue_version \
+         FROM messages WHERE id = ?"
     ))
     .bind(id)
     .fetch_optional(&mut *conn)
