@@ -43,6 +43,15 @@ fn curl(dir: &Path, args: &[&str]) -> (u16, String) {
     (status, text)
 }
 
+/// A started server with a console session: the server, its console URL and
+/// the `_csrf=...` form field for [`post`].
+fn signed_in(dir: &Path) -> (Server, String, String) {
+    let s = start(dir);
+    let base = format!("http://{}", s.admin);
+    let csrf = login(&s, dir);
+    (s, base, format!("_csrf={csrf}"))
+}
+
 /// A form POST with the CSRF token (`_csrf=...`) and `data` to `url`.
 fn post(dir: &Path, token: &str, data: &str, url: &str) -> (u16, String) {
     curl(dir, &["--data-urlencode", token, "-d", data, url])
@@ -227,10 +236,7 @@ fn nothing_works_without_a_session_and_csrf_token() {
 fn hostile_input_is_escaped_and_refused_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let s = start(d);
-    let base = format!("http://{}", s.admin);
-    let csrf = login(&s, d);
-    let tok = format!("_csrf={csrf}");
+    let (_server, base, tok) = signed_in(d);
     let hostile = "<script>alert(\"x\")</script>'\"&";
     let (status, page) = curl(
         d,
@@ -416,10 +422,7 @@ fn connector_properties_tabs_save_through_the_shared_validation() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let s = start(d);
-    let base = format!("http://{}", s.admin);
-    let csrf = login(&s, d);
-    let tok = format!("_csrf={csrf}");
+    let (_server, base, tok) = signed_in(d);
     for tab in ["general", "address-space", "network", "source-server"] {
         let (status, page) = curl(
             d,
@@ -666,10 +669,7 @@ fn new_receive_connector_wizard_shows_the_command_then_listens() {
 fn more_console_users_can_log_in_and_be_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let s = start(d);
-    let base = format!("http://{}", s.admin);
-    let csrf = login(&s, d);
-    let tok = format!("_csrf={csrf}");
+    let (_server, base, tok) = signed_in(d);
     let (status, page) = post(
         d,
         &tok,
@@ -719,10 +719,7 @@ fn more_console_users_can_log_in_and_be_removed() {
 fn groups_and_contacts_are_made_and_removed_in_the_console() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let s = start(d);
-    let base = format!("http://{}", s.admin);
-    let csrf = login(&s, d);
-    let tok = format!("_csrf={csrf}");
+    let (_server, base, tok) = signed_in(d);
     post(
         d,
         &tok,
@@ -816,10 +813,7 @@ fn groups_and_contacts_are_made_and_removed_in_the_console() {
 fn remote_domains_and_address_policies_in_the_console() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let s = start(d);
-    let base = format!("http://{}", s.admin);
-    let csrf = login(&s, d);
-    let tok = format!("_csrf={csrf}");
+    let (_server, base, tok) = signed_in(d);
     post(
         d,
         &tok,
