@@ -307,7 +307,8 @@ impl Schedule {
         }
     }
 
-    /// Messages parked behind `hop` (for tests and logs).
+    /// Messages parked behind `hop`.
+    #[cfg(test)]
     pub fn parked(&self, hop: &str) -> usize {
         lock(&self.gates).get(hop).map_or(0, |g| g.parked.len())
     }

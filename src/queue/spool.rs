@@ -100,10 +100,6 @@ impl Spool {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
-    pub fn msg_dir(&self) -> PathBuf {
-        self.root.join("msg")
-    }
-
     /// Starts a new spool file for `id`.
     pub async fn create(&self, id: &QueueId) -> std::io::Result<SpoolWriter> {
         let (spool, qid) = (self.clone(), id.clone());
