@@ -29,6 +29,9 @@ use crate::settings::{self, ServerSettings};
 use crate::store::writer::Writer;
 use crate::store::{Store, console_users};
 
+/// How long a stop waits for SMTP sessions inside a message body.
+const SESSION_GRACE: Duration = Duration::from_secs(10);
+
 /// How often the server looks for changes made by another process (the CLI).
 /// PRODUCT §3 promises changes apply within 2 seconds.
 pub const DIRECTORY_POLL: Duration = Duration::from_millis(500);
@@ -127,6 +130,7 @@ pub async fn serve(config: Config) -> Result<()> {
     )));
 
     // The receive side.
+    let bodies = crate::receive::listener::BodiesInFlight::default();
     let receive = Arc::new(ReceiveContext {
         hostname: config.hostname.clone(),
         tls: crate::tls::server_config(&certificate)?,
@@ -136,6 +140,8 @@ pub async fn serve(config: Config) -> Result<()> {
         protocol_log: ProtocolLog::start(config.data_dir.join("logs/protocol/receive")),
         counters: Default::default(),
         metrics: metrics.clone(),
+        shutdown: shutdown_rx.clone(),
+        bodies: bodies.clone(),
     });
     tasks.push(tokio::spawn(crate::receive::listener::run(
         receive,
@@ -182,6 +188,19 @@ pub async fn serve(config: Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
+    // Idle SMTP sessions now get 421 4.3.2; those inside a message body get a
+    // bounded grace period to finish it and hear their reply (nothing is
+    // acknowledged before it is durable, so a cut-off body is never lost).
+    let grace = std::time::Instant::now() + SESSION_GRACE;
+    while bodies.count() > 0 && std::time::Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if bodies.count() > 0 {
+        tracing::warn!(
+            sessions = bodies.count(),
+            "stopping with message bodies still arriving; they were not acknowledged"
+        );
+    }
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "console server stopped with an error"),
@@ -217,10 +236,73 @@ async fn prune_tracking(
     }
 }
 
+/// Everything Bridgehead creates (database, spool, protocol logs, keys,
+/// Maildirs) is unreadable to other local users: files at most 0640, directories
+/// 0750 (issue 13: the database holds password hashes, the spool other
+/// people's mail). Set once, first thing, for the server and every CLI command.
+pub fn private_umask() {
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe {
+        libc::umask(0o027);
+    }
+}
+
+/// Tightens a data directory made by an older release (0755 directories, 0644
+/// files): directories lose their group-write and all other-user bits, files
+/// the same plus group execute. Only walks the tree when the data directory
+/// itself is too open, so a large spool costs nothing on later starts.
+pub fn tighten_data_dir(dir: &std::path::Path) -> std::io::Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o027 == 0 {
+        return Ok(0);
+    }
+    let mut changed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        changed += tighten(&d, 0o750)?;
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                changed += tighten(&entry.path(), 0o640)?;
+            }
+            // Symbolic links are left alone (their target may be anywhere).
+        }
+    }
+    Ok(changed)
+}
+
+/// Clears the bits of `path`'s mode outside `allowed`; 1 if it changed.
+fn tighten(path: &std::path::Path, allowed: u32) -> std::io::Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777;
+    if mode & !allowed == 0 {
+        return Ok(0);
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & allowed))?;
+    Ok(1)
+}
+
 /// Creates the data directory and opens (creating and migrating) the database.
 pub async fn open_store(config: &Config) -> Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let changed = tighten_data_dir(&config.data_dir).with_context(|| {
+        format!(
+            "cannot restrict the permissions of {}",
+            config.data_dir.display()
+        )
+    })?;
+    if changed > 0 {
+        tracing::warn!(
+            dir = %config.data_dir.display(),
+            changed,
+            "data directory was readable by other users: removed their access (files 0640, directories 0750)"
+        );
+    }
     let store = Store::open(&config.database_path()).await?;
     // The default receive connectors are created with the database (PRODUCT §4).
     crate::store::connectors::seed_receive_defaults(

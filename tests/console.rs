@@ -925,3 +925,44 @@ fn the_send_wizard_summary_shows_what_the_usage_prefills() {
     assert_eq!(status, 400);
     assert!(page.contains("id=\"err-port\""), "{page}");
 }
+
+#[test]
+fn message_export_from_the_console_is_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for args in [
+        &["accepted-domain", "new", "example.com", "--default"][..],
+        &["mailbox", "new", "alice@example.com", "--name", "Alice"],
+        &["queue", "suspend", "mailbox"],
+    ] {
+        let o = cli(d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    let (s, base, _) = signed_in(d);
+    let (code, out) = swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", s.smtp[0]),
+        "--from",
+        "sender@elsewhere.test",
+        "--to",
+        "alice@example.com",
+        "--header",
+        "Subject: exported",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let mut id = String::new();
+    assert!(eventually(10, || {
+        id = sql(d, "SELECT id FROM messages");
+        !id.is_empty()
+    }));
+    let (status, text) = curl(d, &[&format!("{base}/toolbox/message/export?id={id}")]);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Subject: exported"));
+    assert_eq!(
+        sql(
+            d,
+            "SELECT actor || ' ' || object FROM audit_log WHERE action = 'message.export'"
+        ),
+        format!("admin {id}")
+    );
+}

@@ -884,3 +884,136 @@ fn one_connection_carries_several_messages_to_a_hop() {
         "several recipients per transaction"
     );
 }
+
+/// A server that answers every connection with `greeting` and closes it; the
+/// number of connections it took.
+fn refusing_server(greeting: &'static str) -> (u16, Arc<AtomicUsize>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.write_all(greeting.as_bytes());
+            let mut buf = [0u8; 512];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn a_5xx_greeting_from_every_smart_host_bounces_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (first, _) = refusing_server("554 5.7.1 first.test no service for you\r\n");
+    let (second, count) = refusing_server("554 second.test go away\r\n");
+    ok(
+        d,
+        &[
+            "send-connector",
+            "new",
+            "--name",
+            "Refusers",
+            "--address-space",
+            "*",
+            "--smart-host",
+            &format!("127.0.0.1:{first}"),
+            "--smart-host",
+            &format!("127.0.0.1:{second}"),
+        ],
+    );
+    let s = setup(d, &[]);
+    send(&s, "bob@ext.test", "refused for good");
+    // Both hosts refuse for good (554 at connect, after failover): the message
+    // fails with the NDR now instead of waiting in Retry until it expires.
+    assert!(
+        eventually(20, || maildir_count(d, "alice@example.com") == 1),
+        "NDR"
+    );
+    let ndr = maildir_text(d, "alice@example.com");
+    assert!(ndr.contains("Status: 5.0.0"), "{ndr}");
+    assert!(ndr.contains("go away"), "{ndr}");
+    assert!(eventually(10, || queue_empty(d)));
+    assert!(count.load(Ordering::SeqCst) >= 1);
+
+    // One host refusing for good and one that is down: a retry may mend it,
+    // so the message waits (no NDR yet).
+    let (refuser, _) = refusing_server("554 5.7.1 no\r\n");
+    ok(
+        d,
+        &[
+            "send-connector",
+            "set",
+            "Refusers",
+            "--smart-host",
+            &format!("127.0.0.1:{refuser}"),
+            "--smart-host",
+            &format!("127.0.0.1:{}", dead_port()),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    send(&s, "carol@ext.test", "one refuses, one is down");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(maildir_count(d, "alice@example.com"), 1, "no second NDR");
+    assert!(!queue_empty(d), "waits for a retry");
+}
+
+#[test]
+fn restarts_during_a_slow_delivery_do_not_poison_the_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // A smart host that takes connections and never greets: every delivery
+    // run is still waiting when the server is told to stop.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    ok(
+        d,
+        &[
+            "send-connector",
+            "new",
+            "--name",
+            "Slow",
+            "--address-space",
+            "*",
+            "--smart-host",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let mut s = setup(d, &[]);
+    send(&s, "bob@ext.test", "slow");
+    for round in 0..2 {
+        assert!(
+            eventually(10, || sql(d, "SELECT processing_count FROM messages")
+                == "1"),
+            "round {round}: the run has begun"
+        );
+        assert_eq!(s.terminate().code(), Some(0), "round {round}");
+        assert_eq!(
+            sql(
+                d,
+                "SELECT processing_count || ' ' || poisoned FROM messages"
+            ),
+            "0 0",
+            "round {round}: a run cut by a graceful stop does not count"
+        );
+        s = Server::start(d, &[]);
+    }
+    assert!(eventually(10, || sql(
+        d,
+        "SELECT processing_count FROM messages"
+    ) == "1"));
+    assert_eq!(
+        sql(d, "SELECT poisoned FROM messages"),
+        "0",
+        "not in Poison"
+    );
+}

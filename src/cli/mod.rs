@@ -83,6 +83,7 @@ enum Command {
 
 /// Parses the arguments, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    crate::app::private_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

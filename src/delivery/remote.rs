@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::dns::{DnsError, MailResolver};
-use super::smtp::{AuthMode, ClientConfig, Connection, RcptOutcome, TlsMode, Transaction};
+use super::smtp::{
+    AuthMode, ClientConfig, ConnectError, Connection, RcptOutcome, TlsMode, Transaction,
+};
 use crate::protocol_log::ProtocolLog;
 use crate::protocol_log::ProtocolLogging;
 use crate::routing::connector::{SendAuth, SendConnector};
 use crate::routing::{Route, hop_key};
+use crate::smtp::reply::Reply;
 
 /// How long an idle connection waits in the pool for the next message.
 const IDLE: Duration = Duration::from_secs(10);
@@ -56,6 +59,10 @@ struct Idle {
     conn: Connection,
     since: Instant,
 }
+
+/// Connection-limit entries (per connector and per next hop) kept before the
+/// idle ones are forgotten.
+const MAX_LIMIT_ENTRIES: usize = 1024;
 
 /// Shared by every queue worker; cheap to share behind an `Arc`.
 pub struct RemoteDelivery {
@@ -98,6 +105,12 @@ impl RemoteDelivery {
             };
         }
         let mut errors: Vec<String> = Vec::new();
+        // Servers that refused us for good (5xx greeting or EHLO), and whether
+        // anything went wrong that a retry could mend: only when every server
+        // tried refused for good does the message bounce, as Postfix does once
+        // every MX has answered 5xx.
+        let mut refused: Option<Reply> = None;
+        let mut transient = false;
         for c in &route.connectors {
             if tx.size > c.max_message_size {
                 errors.push(format!("{}: message too big for this connector", c.name));
@@ -113,11 +126,13 @@ impl RemoteDelivery {
                     };
                 }
                 Err(e) => {
+                    transient = true;
                     errors.push(format!("{}: {e}", c.name));
                     continue;
                 }
             };
             if targets.is_empty() {
+                transient = true;
                 errors.push(format!("{}: no server address found", c.name));
                 continue;
             }
@@ -130,7 +145,11 @@ impl RemoteDelivery {
                     Ok(conn) => conn,
                     Err(e) => {
                         tracing::info!(connector = %c.name, server = %name, %addr, error = %e, "cannot connect");
-                        errors.push(e);
+                        match (&e.reply, e.permanent) {
+                            (Some(reply), true) => refused = Some(reply.clone()),
+                            _ => transient = true,
+                        }
+                        errors.push(e.to_string());
                         continue;
                     }
                 };
@@ -156,8 +175,17 @@ impl RemoteDelivery {
                 };
             }
         }
-        HopOutcome::Unreachable {
-            message: errors.join("; "),
+        match refused {
+            Some(reply) if !transient => HopOutcome::Permanent {
+                // RFC 3463: without an enhanced code, 5.0.0 says "permanent".
+                status: reply
+                    .enhanced
+                    .map_or_else(|| "5.0.0".to_string(), |e| e.to_string()),
+                message: errors.join("; "),
+            },
+            _ => HopOutcome::Unreachable {
+                message: errors.join("; "),
+            },
         }
     }
 
@@ -176,11 +204,17 @@ impl RemoteDelivery {
         let mut permits = Vec::new();
         for (key, max) in keys {
             let sem: Option<Arc<Semaphore>> = match self.limits.lock() {
-                Ok(mut l) => Some(
+                Ok(mut l) => Some({
+                    // One entry per next hop: with DNS routing that is one per
+                    // destination domain, so forget the idle ones (nobody holds
+                    // or waits for a permit) before the map grows past a bound.
+                    if l.len() >= MAX_LIMIT_ENTRIES {
+                        l.retain(|_, sem| Arc::strong_count(sem) > 1);
+                    }
                     l.entry(key)
                         .or_insert_with(|| Arc::new(Semaphore::new(max as usize)))
-                        .clone(),
-                ),
+                        .clone()
+                }),
                 Err(_) => None,
             };
             if let Some(sem) = sem
@@ -291,16 +325,14 @@ impl RemoteDelivery {
         c: &SendConnector,
         name: &str,
         key: &(String, SocketAddr),
-    ) -> Result<Connection, String> {
+    ) -> Result<Connection, ConnectError> {
         while let Some(mut idle) = self.take_idle(key) {
             if idle.conn.reset().await.is_ok() {
                 return Ok(idle.conn);
             }
         }
         // The client's error names the server and address itself.
-        Connection::open(key.1, name, self.client_config(c))
-            .await
-            .map_err(|e| e.to_string())
+        Connection::open(key.1, name, self.client_config(c)).await
     }
 
     fn take_idle(&self, key: &(String, SocketAddr)) -> Option<Idle> {

@@ -11,7 +11,10 @@ use crate::smtp::address::EmailAddress;
 use crate::store::queue::{MessageRow, RecipientRow};
 use crate::tracking::{Event, EventKind};
 
-/// More Received headers than this means a mail loop (PRODUCT §5; RFC 5321 §6.3).
+/// A message that arrived with more Received header fields than this (the one
+/// Bridgehead added when it took the message in not counted) is a mail loop and
+/// is bounced with 5.4.6 (PRODUCT §5; RFC 5321 §6.3). The one definition: the
+/// README, PRODUCT and the NDR text all say "more than 30".
 pub const MAX_RECEIVED_HEADERS: usize = 30;
 
 /// Next-hop key of local mailbox delivery.
@@ -39,7 +42,8 @@ struct Run<'a> {
 }
 
 /// Categorizes the `pending` recipients of `msg`. `received` is the number of
-/// Received header fields in the message; `route` names the next hop of a remote
+/// Received header fields in the stored message, ours included (a lower bound
+/// when the header was read only in part); `route` names the next hop of a remote
 /// address.
 pub fn categorize(
     dir: &Directory,
@@ -70,11 +74,14 @@ pub fn categorize(
     }
     for r in recipients.iter().filter(|r| r.status == "pending") {
         let mut row = r.clone();
-        if received > MAX_RECEIVED_HEADERS {
+        // Ours is the first; the hops before us are the rest.
+        if received.saturating_sub(1) > MAX_RECEIVED_HEADERS {
             fail(
                 &mut row,
                 "5.4.6",
-                &format!("Hop count exceeded: {received} Received headers, a mail loop"),
+                &format!(
+                    "Hop count exceeded: more than {MAX_RECEIVED_HEADERS} Received headers, a mail loop"
+                ),
             );
             run.event_fail(&row);
             run.out.rows.push(row);
@@ -409,9 +416,12 @@ mod tests {
 
     #[test]
     fn loops_are_refused() {
-        let c = run(&["alice@example.com"], MAX_RECEIVED_HEADERS + 1);
+        // `received` counts ours too: 30 hops before us pass, 31 are a loop.
+        let c = run(&["alice@example.com"], MAX_RECEIVED_HEADERS + 2);
         assert_eq!(summary(&c), vec!["alice@example.com failed 5.4.6"]);
-        let c = run(&["alice@example.com"], MAX_RECEIVED_HEADERS);
+        let diag = c.rows[0].diagnostic.clone().unwrap_or_default();
+        assert!(diag.contains("more than 30 Received"), "{diag}");
+        let c = run(&["alice@example.com"], MAX_RECEIVED_HEADERS + 1);
         assert_eq!(summary(&c), vec!["alice@example.com queued mailbox"]);
     }
 }

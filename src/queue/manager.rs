@@ -41,6 +41,9 @@ const WORKERS: usize = 32;
 const QUEUE_POLL: Duration = Duration::from_millis(500);
 /// Header bytes read for the hop count and DSN decisions.
 const HEADER_LIMIT: usize = 64 * 1024;
+/// How much of the header a delivery report reads for the original's Subject
+/// and headers (a loop's 2,000 Received fields fill more than [`HEADER_LIMIT`]).
+const DSN_HEADER_LIMIT: usize = 1024 * 1024;
 /// Recipients per outbound SMTP transaction (RFC 5321 §4.5.3.1.8 asks servers to
 /// take at least 100).
 const MAX_RCPTS_PER_TRANSACTION: usize = 100;
@@ -168,11 +171,45 @@ pub async fn run(
         }
     }
     // Let running deliveries finish (they are short), then stop.
-    let _ = tokio::time::timeout(
+    let finished = tokio::time::timeout(
         Duration::from_secs(10),
         workers.acquire_many(WORKERS as u32),
     )
     .await;
+    if finished.is_err() {
+        forgive_cut_runs(&ctx, &schedule).await;
+    }
+}
+
+/// Runs still going when the shutdown grace period ends are cut off by the
+/// stop, not by a fault of their message: their processing count is taken
+/// back, or two restarts during a slow delivery would send a healthy message
+/// to Poison.
+async fn forgive_cut_runs(ctx: &QueueContext, schedule: &Schedule) {
+    let ids: Vec<String> = schedule
+        .in_flight
+        .lock()
+        .map(|f| f.iter().cloned().collect())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return;
+    }
+    tracing::info!(
+        messages = ids.len(),
+        "shutdown cut processing runs short; they do not count as failures"
+    );
+    let result = ctx
+        .writer
+        .run(move |conn| {
+            for id in &ids {
+                writes::cut_by_shutdown(conn, id)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot record the runs cut by the shutdown");
+    }
 }
 
 /// The schedule's view of the stored messages: when each is due, and the one
@@ -509,11 +546,13 @@ async fn run_stages(
     let mut notices = Notices::due(&settings, msg, &rcpts, age, now);
     if !notices.dsns.is_empty() {
         let h = match headers.take() {
-            Some(h) => h,
+            // The categorizer's read-ahead stopped inside the header (2,000
+            // Received fields): the report needs all of it for the Subject.
+            Some(h) if h.len() < HEADER_LIMIT => h,
             // Without the original (gone from disk) the report still goes out.
-            None => ctx
+            _ => ctx
                 .spool
-                .read_headers(&qid, HEADER_LIMIT)
+                .read_headers(&qid, DSN_HEADER_LIMIT)
                 .await
                 .unwrap_or_default(),
         };

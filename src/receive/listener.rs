@@ -29,6 +29,35 @@ pub struct ReceiveContext {
     pub counters: ConnectionCounters,
     /// `smtp_sessions_active`/`smtp_sessions_total` per connector name.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// True once the server is stopping: idle sessions answer 421 4.3.2.
+    pub shutdown: watch::Receiver<bool>,
+    /// Sessions reading a message body (DATA or a BDAT chunk) right now; the
+    /// shutdown waits a bounded time for them to reach their reply.
+    pub bodies: BodiesInFlight,
+}
+
+/// Counts sessions inside a message body (see [`ReceiveContext::bodies`]).
+#[derive(Default, Clone)]
+pub struct BodiesInFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+/// One session's place in [`BodiesInFlight`]; released when dropped.
+pub struct BodyGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl BodiesInFlight {
+    pub fn enter(&self) -> BodyGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BodyGuard(self.0.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for BodyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Open connections per connector and per (connector, client IP).

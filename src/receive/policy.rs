@@ -103,7 +103,11 @@ pub fn postmaster(dir: &Directory, hostname: &str) -> Option<EmailAddress> {
 /// Checks SMTP AUTH credentials: the user is any address of an enabled mailbox
 /// that has a password. Returns the mailbox's primary address. Unknown users cost
 /// the same argon2 work as known ones, so timing does not reveal which exist.
-pub async fn authenticate(dir: &Directory, user: &str, password: String) -> Option<String> {
+pub async fn authenticate(
+    dir: &Directory,
+    user: &str,
+    password: String,
+) -> Result<Option<String>, password::Busy> {
     let mailbox = EmailAddress::parse(user)
         .ok()
         .and_then(|a| dir.mailbox_by_address(&a))
@@ -111,17 +115,22 @@ pub async fn authenticate(dir: &Directory, user: &str, password: String) -> Opti
     let hash = mailbox.and_then(|m| m.password_hash.clone());
     let (hash, real) = match hash {
         Some(h) => (h, true),
-        None => (dummy_hash().to_string(), false),
+        None => (password::DUMMY_HASH.to_string(), false),
     };
-    let ok = password::verify(hash, password).await;
-    (ok && real)
+    let ok = password::verify(hash, password).await?;
+    Ok((ok && real)
         .then(|| mailbox.map(|m| m.primary_address.to_string()))
-        .flatten()
+        .flatten())
 }
 
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| password::hash_blocking("bridgehead-dummy-password").unwrap_or_default())
+/// True when `address` is one of the addresses of the mailbox whose primary
+/// address is `primary` (an AUTH PLAIN authorization identity may only name the
+/// authenticated mailbox itself).
+pub fn same_mailbox(dir: &Directory, address: &str, primary: &str) -> bool {
+    EmailAddress::parse(address)
+        .ok()
+        .and_then(|a| dir.mailbox_by_address(&a))
+        .is_some_and(|m| m.primary_address.to_string().eq_ignore_ascii_case(primary))
 }
 
 #[cfg(test)]

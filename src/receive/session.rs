@@ -18,6 +18,7 @@ use super::connector::{AuthMechanism, PermissionGroup, ProtocolLogging, ReceiveC
 use super::listener::ReceiveContext;
 use super::policy::{self, RcptDecision};
 use crate::directory::Directory;
+use crate::password;
 use crate::protocol_log::Event as LogEvent;
 use crate::queue::QueueId;
 use crate::queue::spool::SpoolWriter;
@@ -248,8 +249,25 @@ impl<'a> Session<'a> {
         let timeout = Duration::from_secs(self.conn.command_timeout_secs);
         let start = self.inbuf.len();
         self.inbuf.reserve_exact(chunk);
-        let read = stream.read_buf(&mut self.inbuf);
-        let n = match tokio::time::timeout(timeout, read).await {
+        // Between commands a shutdown ends the session with 421 4.3.2 (RFC 5321
+        // §3.8); a message body being read is left to finish (the server waits
+        // a bounded time for those, see `app`).
+        let idle = chunk == COMMAND_CHUNK;
+        let mut shutdown = self.ctx.shutdown.clone();
+        let read = {
+            let read = stream.read_buf(&mut self.inbuf);
+            tokio::select! {
+                r = tokio::time::timeout(timeout, read) => Some(r),
+                _ = shutdown.wait_for(|s| *s), if idle => None,
+            }
+        };
+        let Some(read) = read else {
+            self.inbuf.truncate(start);
+            self.reply(Reply::shutting_down(&self.fqdn));
+            let _ = self.flush(stream).await;
+            return Ok(false);
+        };
+        let n = match read {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 self.inbuf.truncate(start);
@@ -282,13 +300,15 @@ impl<'a> Session<'a> {
     async fn next_line<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         stream: &mut S,
+        kind: LineKind,
     ) -> Option<Vec<u8>> {
         let mut discarding = false;
         loop {
+            let max = kind.max_len(&self.inbuf);
             if let Some((len, used)) = command::find_line(&self.inbuf) {
                 let line = self.inbuf[..len].to_vec();
                 self.inbuf.drain(..used);
-                if discarding || len > command::MAX_COMMAND_LINE {
+                if discarding || len > max {
                     self.reply(Reply::new(500, "5.5.2", "Error: line too long"));
                     if self.count_bad_command() {
                         return None;
@@ -298,7 +318,7 @@ impl<'a> Session<'a> {
                 }
                 return Some(line);
             }
-            if self.inbuf.len() > command::MAX_COMMAND_LINE {
+            if self.inbuf.len() > max {
                 // Keep memory bounded: drop what we have and skip to the next line end.
                 self.inbuf.clear();
                 discarding = true;
@@ -338,7 +358,7 @@ impl<'a> Session<'a> {
             self.reply(Reply::new(220, "", format!("{} {}", self.fqdn, banner)));
         }
         loop {
-            let Some(line) = self.next_line(stream).await else {
+            let Some(line) = self.next_line(stream, LineKind::Command).await else {
                 let _ = self.flush(stream).await;
                 return End::Close;
             };
@@ -511,6 +531,8 @@ impl<'a> Session<'a> {
             }
             return Flow::Continue;
         }
+        // PLAIN's authorization identity (RFC 4616 §2), checked after the password.
+        let mut authzid: Option<String> = None;
         let creds = match mechanism.to_ascii_uppercase().as_str() {
             "PLAIN" => {
                 let answer = match initial {
@@ -524,7 +546,10 @@ impl<'a> Session<'a> {
                     self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
                     return Flow::Continue;
                 }
-                auth::decode_plain(&answer).map(|p| (p.authcid, p.password))
+                auth::decode_plain(&answer).map(|p| {
+                    authzid = p.authzid;
+                    (p.authcid, p.password)
+                })
             }
             "LOGIN" => {
                 let user = match initial {
@@ -560,7 +585,30 @@ impl<'a> Session<'a> {
             return Flow::Continue;
         };
         let directory = self.ctx.directory.borrow().clone();
-        match policy::authenticate(&directory, &user, password).await {
+        let verdict = match policy::authenticate(&directory, &user, password).await {
+            Ok(v) => v,
+            Err(password::Busy) => {
+                // Too many checks in flight (an AUTH flood): not a failure of
+                // this client's password (RFC 4954 §6: 454 4.7.0).
+                tracing::warn!("authentication refused: password checks saturated");
+                self.reply(Reply::new(
+                    454,
+                    "4.7.0",
+                    "Temporary authentication failure, try again later",
+                ));
+                return Flow::Continue;
+            }
+        };
+        // RFC 4616 §2: the server decides whether the authenticated identity may
+        // act as the authzid. Only the mailbox itself may (any of its addresses);
+        // anything else fails the exchange like a wrong password, or alice could
+        // log in as `bob\0alice\0pw` and send as bob.
+        let verdict = verdict.filter(|primary| {
+            authzid
+                .as_deref()
+                .is_none_or(|z| policy::same_mailbox(&directory, z, primary))
+        });
+        match verdict {
             Some(primary) => {
                 tracing::info!(user = %primary, "authenticated");
                 self.log(LogEvent::Info, &format!("authenticated as {primary}"));
@@ -598,7 +646,7 @@ impl<'a> Session<'a> {
         self.outbuf
             .extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
         self.log(LogEvent::Sent, &format!("334 {prompt}"));
-        let line = self.next_line(stream).await?;
+        let line = self.next_line(stream, LineKind::AuthResponse).await?;
         self.log(LogEvent::Received, "****");
         Some(String::from_utf8_lossy(&line).trim().to_string())
     }
@@ -761,6 +809,7 @@ impl<'a> Session<'a> {
     }
 
     async fn data<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Flow {
+        let _body = self.ctx.bodies.enter();
         if self.tx.as_ref().is_some_and(|t| t.bdat.is_some()) {
             self.reply(Reply::new(
                 503,
@@ -821,6 +870,7 @@ impl<'a> Session<'a> {
                 "Message size exceeds fixed maximum message size",
             ),
             DataOutcome::BareLineEnding => bare_line_ending_reply(),
+            DataOutcome::Nul => nul_reply(),
         };
         self.tx = None;
         self.reply(reply);
@@ -833,6 +883,7 @@ impl<'a> Session<'a> {
         size: u64,
         last: bool,
     ) -> Flow {
+        let _body = self.ctx.bodies.enter();
         // The chunk's bytes follow whatever we answer, so read them in any case.
         let ready = self.tx.as_ref().is_some_and(|t| !t.recipients.is_empty());
         if ready && self.tx.as_ref().is_some_and(|t| t.bdat.is_none()) {
@@ -882,6 +933,17 @@ impl<'a> Session<'a> {
             self.log(LogEvent::Info, "BDAT: bare <CR> or <LF>, refused");
             self.tx = None;
             self.reply(bare_line_ending_reply());
+            return Flow::Continue;
+        }
+        let nul = self
+            .tx
+            .as_ref()
+            .and_then(|t| t.bdat.as_ref())
+            .is_some_and(|b| b.line_ends.nul_seen());
+        if nul {
+            self.log(LogEvent::Info, "BDAT: NUL octet, refused");
+            self.tx = None;
+            self.reply(nul_reply());
             return Flow::Continue;
         }
         let too_large = self
@@ -1059,6 +1121,45 @@ enum Flow {
     Continue,
     Close,
     StartTls,
+}
+
+/// What the next input line is, for its length limit.
+#[derive(Debug, Clone, Copy)]
+enum LineKind {
+    /// An SMTP command: at most [`command::MAX_COMMAND_LINE`] octets, except
+    /// `AUTH` with an initial response, which may carry [`auth::MAX_AUTH_LINE`]
+    /// octets of base64 after the mechanism name (RFC 4954 §4).
+    Command,
+    /// The answer to a `334` challenge: [`auth::MAX_AUTH_LINE`] (RFC 4954 §4).
+    AuthResponse,
+}
+
+impl LineKind {
+    /// Longest line allowed, judged from the start of the buffered input (the
+    /// start of the line being read).
+    fn max_len(self, buffered: &[u8]) -> usize {
+        /// Room for `AUTH <mechanism> ` before the initial response.
+        const AUTH_PREFIX: usize = 64;
+        match self {
+            LineKind::AuthResponse => auth::MAX_AUTH_LINE,
+            LineKind::Command
+                if buffered.len() >= 5 && buffered[..5].eq_ignore_ascii_case(b"AUTH ") =>
+            {
+                auth::MAX_AUTH_LINE + AUTH_PREFIX
+            }
+            LineKind::Command => command::MAX_COMMAND_LINE,
+        }
+    }
+}
+
+/// The refusal of a message with a NUL octet, sent with DATA or BDAT (see
+/// `smtp::data`: a next hop that drops NULs could find a smuggled end of data).
+fn nul_reply() -> Reply {
+    Reply::new(
+        550,
+        "5.6.0",
+        "Message refused: NUL character in message data (RFC 5322 section 2.3)",
+    )
 }
 
 /// The refusal of a message with a bare CR or LF, sent with DATA or BDAT.

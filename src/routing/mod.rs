@@ -4,6 +4,8 @@
 //! specifically form the candidates (`contoso.com` beats `*.contoso.com` beats
 //! `*.com` beats `*`); among them the lowest cost goes first and equal costs are
 //! shuffled so they share the load; the rest follow in cost order as failover.
+//! The next hop is named after the whole lowest-cost group, so its name (the
+//! Retry gate's key) does not depend on the shuffle.
 //! No I/O here: the queue manager asks, `delivery/` connects.
 
 pub mod connector;
@@ -163,8 +165,20 @@ pub fn route(connectors: &[Arc<SendConnector>], domain: &str) -> Option<Route> {
     // Shuffle first, then a stable sort by cost: equal costs end up in random order.
     matches.shuffle(&mut rand::thread_rng());
     matches.sort_by_key(|m| m.1);
+    let lowest = matches.first().map(|m| m.1)?;
+    // The hop is named after the whole lowest-cost group, in name order, never
+    // after whichever of them the shuffle put first: the key is the Retry gate
+    // and the queue's name, so it must be the same on every run (a probe that
+    // drew another key would open the gate for every parked message at once).
+    let mut group: Vec<String> = matches
+        .iter()
+        .filter(|m| m.1 == lowest)
+        .map(|m| hop_key(&m.2, domain))
+        .collect();
+    group.sort();
+    group.dedup();
+    let key = group.join(" + ");
     let connectors: Vec<Arc<SendConnector>> = matches.into_iter().map(|m| m.2).collect();
-    let key = hop_key(&connectors[0], domain);
     Some(Route { key, connectors })
 }
 
@@ -246,6 +260,26 @@ mod tests {
             firsts.insert(r.connectors[0].name.clone());
         }
         assert_eq!(firsts.len(), 2, "both equal-cost connectors get picked");
+    }
+
+    #[test]
+    fn equal_cost_hop_identity_is_deterministic() {
+        let all = vec![
+            conn("B", &["*;5"]),
+            conn("A", &["*;5"]),
+            conn("C", &["*;9"]),
+        ];
+        let keys: std::collections::HashSet<String> = (0..200)
+            .map(|_| route(&all, "x.test").unwrap().key)
+            .collect();
+        assert_eq!(
+            keys.into_iter().collect::<Vec<_>>(),
+            vec!["A [a.relay.test] + B [b.relay.test]".to_string()],
+            "one key whichever connector is tried first"
+        );
+        // A single lowest-cost connector keeps its own key.
+        let one = vec![conn("A", &["*;5"]), conn("C", &["*;9"])];
+        assert_eq!(route(&one, "x.test").unwrap().key, "A [a.relay.test]");
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //! bare CR in `<CR>.<CR>` or `<CRLF>.<CR>` could end the data at a lenient next
 //! hop (outbound smuggling). We do not offer BINARYMIME, so a BDAT body, like a
 //! DATA body, must be CRLF text.
+//!
+//! A NUL octet is refused the same way, in DATA and BDAT alike: RFC 5321
+//! §4.1.1.4 and RFC 5322 §2.3 allow no NUL in message text, and a next hop that
+//! drops NULs before looking for the end of data would see `<CRLF>.<CRLF>` in
+//! `<CRLF><NUL>.<CRLF>` (smtpsmug's `nullbefore`/`nullafter`).
 
 /// Result of one [`DataDecoder::feed`] call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,8 @@ pub enum DataOutcome {
     /// A bare CR or LF was seen: refuse with `550 5.5.2` (reported before
     /// `TooLarge` because it may be an attack).
     BareLineEnding,
+    /// A NUL octet was seen: refuse with `550 5.6.0` (before `TooLarge` too).
+    Nul,
     /// More than `max_size` octets: refuse with `552 5.3.4` (RFC 1870 §6.2).
     TooLarge,
 }
@@ -66,6 +73,7 @@ pub struct DataDecoder {
     max_size: u64,
     size: u64,
     bare: bool,
+    nul: bool,
 }
 
 impl DataDecoder {
@@ -76,6 +84,7 @@ impl DataDecoder {
             max_size,
             size: 0,
             bare: false,
+            nul: false,
         }
     }
 
@@ -95,6 +104,7 @@ impl DataDecoder {
                         .iter()
                         .position(|&b| b == b'\r' || b == b'\n')
                         .unwrap_or(rest.len());
+                    self.nul |= rest[..run].contains(&0);
                     self.emit(&rest[..run], out);
                     i += run;
                     if let Some(&b) = input.get(i) {
@@ -159,6 +169,7 @@ impl DataDecoder {
     /// dot). Note that after a bare LF we stay in `Text`: a dot after it is
     /// ordinary text, never the start of a terminator.
     fn byte_in_text(&mut self, b: u8, out: &mut Vec<u8>) {
+        self.nul |= b == 0;
         self.emit(&[b], out);
         self.state = match b {
             b'\r' => State::Cr,
@@ -194,6 +205,8 @@ impl DataDecoder {
     pub fn outcome(&self) -> DataOutcome {
         if self.bare {
             DataOutcome::BareLineEnding
+        } else if self.nul {
+            DataOutcome::Nul
         } else if self.size > self.max_size {
             DataOutcome::TooLarge
         } else {
@@ -209,6 +222,7 @@ pub struct LineEndingCheck {
     /// The last byte fed was a CR; whether it is bare depends on the next one.
     pending_cr: bool,
     bare: bool,
+    nul: bool,
 }
 
 impl LineEndingCheck {
@@ -222,6 +236,7 @@ impl LineEndingCheck {
                 self.bare = true;
             }
             prev_cr = b == b'\r';
+            self.nul |= b == 0;
         }
         self.pending_cr = prev_cr;
     }
@@ -230,6 +245,11 @@ impl LineEndingCheck {
     /// not counted yet: the next piece may start with its LF).
     pub fn bare_seen(&self) -> bool {
         self.bare
+    }
+
+    /// A NUL octet has been seen (see the module docs).
+    pub fn nul_seen(&self) -> bool {
+        self.nul
     }
 
     /// The verdict once the message is complete: a CR at the end is bare too.
@@ -389,6 +409,30 @@ mod tests {
             assert_eq!(o, DataOutcome::BareLineEnding, "{fake:?}");
             assert!(out.ends_with(b"smuggled\r\n"));
         }
+    }
+
+    #[test]
+    fn nul_taints_data_and_bdat() {
+        // smtpsmug's nullbefore / nullafter, a NUL mid-line, one at line start.
+        for input in [
+            &b"a\r\n\x00.\r\nMAIL FROM:<s@x>\r\n.\r\n"[..],
+            b"a\r\n.\x00\r\nMAIL FROM:<s@x>\r\n.\r\n",
+            b"ab\x00c\r\n.\r\n",
+            b"\x00\r\n.\r\n",
+        ] {
+            let (_, f, o) = decode(input);
+            assert!(f.done, "{input:?}");
+            assert_eq!(o, DataOutcome::Nul, "{input:?}");
+            let mut c = LineEndingCheck::default();
+            c.feed(&input[..2]);
+            c.feed(&input[2..]);
+            assert!(c.nul_seen(), "{input:?}");
+        }
+        let (_, _, o) = decode(b"clean\r\n.\r\n");
+        assert_eq!(o, DataOutcome::Ok);
+        let mut c = LineEndingCheck::default();
+        c.feed(b"clean\r\n");
+        assert!(!c.nul_seen());
     }
 
     #[test]

@@ -368,6 +368,16 @@ pub mod writes {
         Ok(())
     }
 
+    /// A run cut off by a graceful shutdown: not a failure of the message, so
+    /// the count its start added is taken back (only abnormal ends count).
+    pub fn cut_by_shutdown(conn: &Connection, id: &str) -> Result<()> {
+        conn.prepare_cached(
+            "UPDATE messages SET processing_count = MAX(processing_count - 1, 0) WHERE id = ?",
+        )?
+        .execute(params![id])?;
+        Ok(())
+    }
+
     /// A run that ended normally: the count starts over.
     pub fn end_processing(
         conn: &Connection,

@@ -124,9 +124,17 @@ async fn login(
     let hash = found
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.to_string());
+        .unwrap_or_else(|| crate::password::DUMMY_HASH.to_string());
     let password = form.password.chars().take(1024).collect::<String>();
-    let ok = crate::password::verify(hash, password).await && found.is_some();
+    let Ok(verified) = crate::password::verify(hash, password).await else {
+        return login_response(
+            &state,
+            &user,
+            Some("The server is busy checking passwords; try again in a moment.".into()),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
+    let ok = verified && found.is_some();
     if !ok {
         state.sessions.failed(ip, &user);
         tracing::warn!(user = %user, client = %ip, "console login failed");
@@ -146,9 +154,6 @@ async fn login(
     }
     res
 }
-
-/// argon2id of a random password nobody knows.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$RdescudvJCsgt3ub+b+dWRWJTmaaJObG9hWoZ0cBm1A";
 
 pub async fn logout(
     State(state): State<AdminState>,
@@ -445,7 +450,9 @@ pub async fn change_password(
         .ok()
         .flatten();
     let current_ok = match &user {
-        Some(u) => crate::password::verify(u.password_hash.clone(), f.current.clone()).await,
+        Some(u) => crate::password::verify(u.password_hash.clone(), f.current.clone())
+            .await
+            .unwrap_or(false),
         None => false,
     };
     let error = if !current_ok {

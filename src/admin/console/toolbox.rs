@@ -431,7 +431,11 @@ async fn message_action(
     }
 }
 
-async fn export(State(state): State<AdminState>, Query(q): Query<Params>) -> Response {
+async fn export(
+    State(state): State<AdminState>,
+    Extension(s): Extension<Session>,
+    Query(q): Query<Params>,
+) -> Response {
     let id = opt(&q, "id").unwrap_or_default();
     let path = match crate::queue::spool::Spool::open(&state.data_dir)
         .map_err(|e| e.to_string())
@@ -442,6 +446,8 @@ async fn export(State(state): State<AdminState>, Query(q): Query<Params>) -> Res
     };
     match tokio::fs::File::open(&path).await {
         Ok(f) => {
+            // A copy of someone's mail left the server: audited like the API's.
+            audit(&state, &s, "message.export", &id, None).await;
             let body = axum::body::Body::from_stream(tokio_util_stream(f));
             (
                 [
