@@ -167,6 +167,7 @@ pub async fn serve(config: Config) -> Result<()> {
         nameservers: config.dns.nameservers.clone(),
         sessions: Default::default(),
         metrics,
+        hosts: Arc::new(config.admin.hosts.clone()),
     });
     tracing::info!(
         listen = %listener.local_addr()?,

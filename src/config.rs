@@ -28,6 +28,10 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// Names the console answers to in the `Host` header besides `localhost`,
+    /// the server's hostname and IP literals (a DNS-rebinding page reaches the
+    /// console only under a name of its own, so other names are refused).
+    pub hosts: Vec<String>,
 }
 
 /// Bindings of the three default receive connectors, used when the database is created.
@@ -85,6 +89,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             admin: AdminConfig {
                 listen: parse_addr(DEFAULT_LISTEN_ADMIN),
+                hosts: Vec::new(),
             },
             smtp: SmtpConfig {
                 internet: parse_addr("0.0.0.0:25"),
@@ -122,6 +127,7 @@ const KEYS: &[&str] = &[
     "hostname",
     "data_dir",
     "admin.listen",
+    "admin.hosts",
     "smtp.internet",
     "smtp.submission",
     "smtp.submissions",
@@ -223,6 +229,17 @@ impl Config {
             }
             "data_dir" => self.data_dir = PathBuf::from(value.string().map_err(bad)?),
             "admin.listen" => self.admin.listen = value.socket_addr().map_err(bad)?,
+            "admin.hosts" => {
+                self.admin.hosts = value
+                    .list()
+                    .map_err(bad)?
+                    .iter()
+                    .map(|h| {
+                        crate::smtp::address::normalize_domain(h.trim())
+                            .map_err(|e| bad(format!("{h:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             "smtp.internet" => self.smtp.internet = value.socket_addr().map_err(bad)?,
             "smtp.submission" => self.smtp.submission = value.socket_addr().map_err(bad)?,
             "smtp.submissions" => self.smtp.submissions = value.socket_addr().map_err(bad)?,

@@ -966,3 +966,32 @@ fn message_export_from_the_console_is_audited() {
         format!("admin {id}")
     );
 }
+
+#[test]
+fn a_foreign_host_header_is_refused_dns_rebinding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    // A DNS-rebinding page reaches 127.0.0.1 under the attacker's own name.
+    for path in ["/login", "/metrics", "/healthz", "/api/v1/queues"] {
+        let (status, text) = curl(
+            d,
+            &["-H", "Host: rebind.attacker.test", &format!("{base}{path}")],
+        );
+        assert_eq!(status, 421, "{path}: {text}");
+    }
+    for host in ["localhost", "127.0.0.1"] {
+        let (status, _) = curl(
+            d,
+            &[
+                "-H",
+                &format!("Host: {host}:8080"),
+                &format!("{base}/login"),
+            ],
+        );
+        assert_eq!(status, 200, "{host}");
+    }
+    let (status, _) = curl(d, &[&format!("{base}/metrics")]);
+    assert_eq!(status, 200);
+}

@@ -47,6 +47,8 @@ pub struct AdminState {
     pub sessions: Arc<session::Sessions>,
     /// The performance counters served at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `[admin].hosts`: more names accepted in the `Host` header.
+    pub hosts: Arc<Vec<String>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -66,7 +68,51 @@ pub fn router(state: AdminState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(session::MAX_FORM))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_host,
+        ))
         .with_state(state)
+}
+
+/// Refuses requests whose `Host` header names neither an IP address,
+/// `localhost`, the server's hostname nor one of `[admin].hosts` (421, RFC 9110
+/// §15.5.20). A DNS-rebinding page in an admin's browser reaches the console
+/// only under the attacker's own name, so it gets no login form and no metrics.
+async fn check_host(
+    State(state): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if host_allowed(host, &state.hostname, &state.hosts) {
+        return next.run(req).await;
+    }
+    tracing::warn!(host = %host, "admin request for an unknown host name refused");
+    axum::response::IntoResponse::into_response((
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        "unknown host name; add it to [admin].hosts\n",
+    ))
+}
+
+/// See [`check_host`]. `host` may carry a port; IPv6 literals are bracketed.
+fn host_allowed(host: &str, hostname: &str, extra: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name == hostname.to_ascii_lowercase()
+        || extra.iter().any(|h| h.eq_ignore_ascii_case(&name))
 }
 
 /// Headers on every response: no framing, no sniffing, no referrer, a strict
@@ -115,4 +161,38 @@ async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoRe
         )],
         state.metrics.render(&queues),
     )
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::host_allowed;
+
+    #[test]
+    fn host_header_names_the_console_or_an_address() {
+        let extra = vec!["mail.example.com".to_string()];
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "bh.example.com:8080",
+            "bh.example.com.",
+            "mail.example.com",
+            "192.0.2.7:443",
+        ] {
+            assert!(host_allowed(ok, "bh.example.com", &extra), "{ok}");
+        }
+        for bad in [
+            "",
+            "attacker.test",
+            "attacker.test:8080",
+            "127.0.0.1.attacker.test",
+            "[::1",
+            "[not-an-ip]:80",
+            "localhost.attacker.test",
+        ] {
+            assert!(!host_allowed(bad, "bh.example.com", &extra), "{bad}");
+        }
+    }
 }
