@@ -995,3 +995,79 @@ fn a_foreign_host_header_is_refused_dns_rebinding() {
     let (status, _) = curl(d, &[&format!("{base}/metrics")]);
     assert_eq!(status, 200);
 }
+
+#[test]
+fn parallel_wrong_logins_are_throttled_and_cannot_lock_out_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = start(d);
+    let base = format!("http://{}", s.admin);
+    let (_, page) = curl(d, &[&format!("{base}/login")]);
+    let token = field(&page, "login_token");
+    // 40 wrong logins from one address at the same moment: the check and the
+    // count are one step, so only the free five reach the password check.
+    let jar = d.join("cookies.txt");
+    let codes: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..40)
+            .map(|_| {
+                let (jar, base, token) = (jar.clone(), base.clone(), token.clone());
+                scope.spawn(move || {
+                    let out = Command::new("curl")
+                        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-b"])
+                        .arg(&jar)
+                        .args(["--data-urlencode", "username=admin", "--data-urlencode"])
+                        .arg("password=wrong-password")
+                        .arg("--data-urlencode")
+                        .arg(format!("login_token={token}"))
+                        .arg(format!("{base}/login"))
+                        .output()
+                        .unwrap();
+                    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let wrong = codes.iter().filter(|&&c| c == 401).count();
+    let throttled = codes.iter().filter(|&&c| c == 429).count();
+    assert_eq!((wrong, throttled), (5, 35), "{codes:?}");
+    // The admin logging in from another address is not locked out by that.
+    let jar2 = d.join("cookies2.txt");
+    let curl2 = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--interface",
+                "127.0.0.2",
+                "-c",
+            ])
+            .arg(&jar2)
+            .arg("-b")
+            .arg(&jar2)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let out = Command::new("curl")
+        .args(["-s", "--interface", "127.0.0.2", "-c"])
+        .arg(&jar2)
+        .arg(format!("{base}/login"))
+        .output()
+        .unwrap();
+    let token2 = field(&String::from_utf8_lossy(&out.stdout), "login_token");
+    let code = curl2(&[
+        "--data-urlencode",
+        "username=admin",
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        "--data-urlencode",
+        &format!("login_token={token2}"),
+        &format!("{base}/login"),
+    ]);
+    assert_eq!(code, "303", "the right password from elsewhere still works");
+}

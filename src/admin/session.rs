@@ -27,10 +27,14 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 const IDLE: Duration = Duration::from_secs(60 * 60);
 /// …and after this long in any case.
 const ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
-/// Failed logins (per client address and per user name) before a lock-out…
-const MAX_FAILURES: u32 = 5;
-/// …of this long, counted from the last failure.
-const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Failed logins for one (client address, user name) before waits begin…
+const FREE_FAILURES: u32 = 5;
+/// …and from one client address for any user names (password spraying).
+const FREE_FAILURES_PER_IP: u32 = 20;
+/// The first wait; it doubles with each further failure…
+const FIRST_WAIT: Duration = Duration::from_secs(2);
+/// …up to this, and a failure this old is forgotten.
+const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Largest form body the CSRF check reads (forms are small).
 pub const MAX_FORM: usize = 256 * 1024;
 /// Most sessions kept at once (oldest dropped first).
@@ -111,33 +115,62 @@ impl Sessions {
         }
     }
 
-    /// Whether logins from `ip` or for `user` are locked out now.
-    pub fn locked(&self, ip: IpAddr, user: &str) -> bool {
+    /// Counts a login attempt *before* its password is checked, so that the
+    /// check and the count are one step: parallel attempts cannot all slip in
+    /// before the first failure is recorded. `Err(wait)` when this (client
+    /// address, user) pair, or this address for any user, has used its free
+    /// failures and must wait; the wait doubles with each further failure. No
+    /// per-user lock-out: a stranger elsewhere cannot lock `admin` out.
+    pub fn attempt(&self, ip: IpAddr, user: &str) -> Result<(), Duration> {
         let Ok(mut f) = self.failures.lock() else {
-            return true;
+            return Err(MAX_WAIT);
         };
-        f.retain(|_, (_, at)| at.elapsed() < LOCKOUT);
-        [ip.to_string(), user_key(user)]
-            .iter()
-            .any(|k| f.get(k).is_some_and(|(n, _)| *n >= MAX_FAILURES))
+        f.retain(|_, (_, at)| at.elapsed() < MAX_WAIT);
+        let keys = [
+            (pair_key(ip, user), FREE_FAILURES),
+            (ip.to_string(), FREE_FAILURES_PER_IP),
+        ];
+        for (key, free) in &keys {
+            if let Some((n, last)) = f.get(key)
+                && *n >= *free
+            {
+                let wait = backoff(*n - *free);
+                let waited = last.elapsed();
+                if waited < wait {
+                    return Err(wait - waited);
+                }
+            }
+        }
+        for (key, _) in keys {
+            let e = f.entry(key).or_insert((0, Instant::now()));
+            e.0 += 1;
+            e.1 = Instant::now();
+        }
+        Ok(())
     }
 
-    pub fn failed(&self, ip: IpAddr, user: &str) {
+    /// The attempt counted by [`Sessions::attempt`] succeeded: the pair starts
+    /// over and the address gets that attempt back.
+    pub fn succeeded(&self, ip: IpAddr, user: &str) {
         if let Ok(mut f) = self.failures.lock() {
-            for k in [ip.to_string(), user_key(user)] {
-                let e = f.entry(k).or_insert((0, Instant::now()));
-                e.0 += 1;
-                e.1 = Instant::now();
+            f.remove(&pair_key(ip, user));
+            if let Some(e) = f.get_mut(&ip.to_string()) {
+                e.0 = e.0.saturating_sub(1);
             }
         }
     }
+}
 
-    pub fn succeeded(&self, ip: IpAddr, user: &str) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(&ip.to_string());
-            f.remove(&user_key(user));
-        }
-    }
+/// The wait after `beyond` failures past the free ones: 2 s, 4 s, 8 s, … at
+/// most [`MAX_WAIT`].
+fn backoff(beyond: u32) -> Duration {
+    FIRST_WAIT
+        .saturating_mul(1u32.checked_shl(beyond.min(20)).unwrap_or(u32::MAX))
+        .min(MAX_WAIT)
+}
+
+fn pair_key(ip: IpAddr, user: &str) -> String {
+    format!("{ip} {}", user_key(user))
 }
 
 fn user_key(user: &str) -> String {
@@ -253,17 +286,29 @@ mod tests {
         s.remove_user("admin", None);
         assert!(s.get(&id).is_none());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        for _ in 0..MAX_FAILURES {
-            assert!(!s.locked(ip, "admin"));
-            s.failed(ip, "Admin");
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(s.attempt(ip, "Admin"), Ok(()));
         }
-        assert!(s.locked(ip, "admin"));
-        assert!(
-            s.locked("10.0.0.1".parse().unwrap(), "ADMIN"),
-            "per user too"
-        );
+        let wait = s.attempt(ip, "admin").unwrap_err();
+        assert!(wait <= FIRST_WAIT && wait > Duration::ZERO, "{wait:?}");
+        // Not per user: the same user from elsewhere is not locked out.
+        assert_eq!(s.attempt("10.0.0.1".parse().unwrap(), "ADMIN"), Ok(()));
         s.succeeded(ip, "admin");
-        assert!(!s.locked(ip, "admin"));
+        assert_eq!(s.attempt(ip, "admin"), Ok(()));
+        // Spraying many user names from one address meets the per-address limit.
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        for i in 0..FREE_FAILURES_PER_IP {
+            assert_eq!(s.attempt(other, &format!("user{i}")), Ok(()));
+        }
+        assert!(s.attempt(other, "someone-else").is_err());
+    }
+
+    #[test]
+    fn waits_grow_and_are_bounded() {
+        assert_eq!(backoff(0), Duration::from_secs(2));
+        assert_eq!(backoff(1), Duration::from_secs(4));
+        assert_eq!(backoff(3), Duration::from_secs(16));
+        assert_eq!(backoff(40), MAX_WAIT);
     }
 
     #[test]

@@ -107,11 +107,15 @@ async fn login(
         );
     }
     let ip = peer.ip();
-    if state.sessions.locked(ip, &user) {
+    if let Err(wait) = state.sessions.attempt(ip, &user) {
+        tracing::warn!(user = %user, client = %ip, "console login throttled");
         return login_response(
             &state,
             &user,
-            Some("Too many failed logins; wait 15 minutes and try again.".into()),
+            Some(format!(
+                "Too many failed logins; wait {} seconds and try again.",
+                wait.as_secs().max(1)
+            )),
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
@@ -136,7 +140,6 @@ async fn login(
     };
     let ok = verified && found.is_some();
     if !ok {
-        state.sessions.failed(ip, &user);
         tracing::warn!(user = %user, client = %ip, "console login failed");
         return login_response(
             &state,
