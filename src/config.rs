@@ -416,6 +416,17 @@ format = "json"
             e.starts_with("bad value for `admin.listen` in x.toml: expected IP:PORT"),
             "{e}"
         );
+        let e = err("[admin]\nhosts = [\"ok.example\", \"bad host\"]");
+        assert!(
+            e.starts_with("bad value for `admin.hosts` in x.toml") && e.contains("bad host"),
+            "{e}"
+        );
+        let c = Config::from_toml(
+            "[admin]\nhosts = [\"SBS01\", \"mail.example.com\"]",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.admin.hosts, vec!["sbs01", "mail.example.com"]);
         let e = err("[log]\nformat = \"xml\"");
         assert!(e.contains("`log.format`") && e.contains("xml"), "{e}");
         let e = err("hostname = 5");

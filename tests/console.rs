@@ -1005,7 +1005,8 @@ fn parallel_wrong_logins_are_throttled_and_cannot_lock_out_others() {
     let (_, page) = curl(d, &[&format!("{base}/login")]);
     let token = field(&page, "login_token");
     // 40 wrong logins from one address at the same moment: the check and the
-    // count are one step, so only the free five reach the password check.
+    // count are one step, so only the free five reach the password check. (Not
+    // the `curl` helper: it writes the cookie jar, and 40 writers at once tear it.)
     let jar = d.join("cookies.txt");
     let codes: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..40)

@@ -93,6 +93,8 @@ enum End {
 
 struct Session<'a> {
     ctx: &'a ReceiveContext,
+    /// The server's stop signal, taken once per session (see `fill`).
+    shutdown: tokio::sync::watch::Receiver<bool>,
     conn: Arc<ReceiveConnector>,
     id: String,
     local: SocketAddr,
@@ -121,6 +123,7 @@ impl<'a> Session<'a> {
         let fqdn = conn.fqdn.clone().unwrap_or_else(|| ctx.hostname.clone());
         Session {
             ctx,
+            shutdown: ctx.shutdown.clone(),
             conn,
             id,
             local,
@@ -253,12 +256,11 @@ impl<'a> Session<'a> {
         // §3.8); a message body being read is left to finish (the server waits
         // a bounded time for those, see `app`).
         let idle = chunk == COMMAND_CHUNK;
-        let mut shutdown = self.ctx.shutdown.clone();
         let read = {
             let read = stream.read_buf(&mut self.inbuf);
             tokio::select! {
                 r = tokio::time::timeout(timeout, read) => Some(r),
-                _ = shutdown.wait_for(|s| *s), if idle => None,
+                _ = self.shutdown.wait_for(|s| *s), if idle => None,
             }
         };
         let Some(read) = read else {
