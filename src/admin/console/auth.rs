@@ -112,10 +112,7 @@ async fn login(
         return login_response(
             &state,
             &user,
-            Some(format!(
-                "Too many failed logins; wait {} seconds and try again.",
-                wait.as_secs().max(1)
-            )),
+            Some(wait_message(wait)),
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
@@ -494,4 +491,39 @@ pub async fn change_password(
         .remove_user(&s.user, session::cookie_value(&headers).as_deref());
     super::audit(&state, &s, "console-user.password", &s.user, None).await;
     done("/account", "Password changed.")
+}
+
+/// "wait 1 second" / "wait 12 seconds" / "wait 15 minutes", rounded up.
+fn wait_message(wait: std::time::Duration) -> String {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let (n, unit) = if secs >= 120 {
+        (secs.div_ceil(60), "minute")
+    } else {
+        (secs.max(1), "second")
+    };
+    let s = if n == 1 { "" } else { "s" };
+    format!("Too many failed logins; wait {n} {unit}{s} and try again.")
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::wait_message;
+    use std::time::Duration;
+
+    #[test]
+    fn waits_read_well() {
+        let m = |ms| wait_message(Duration::from_millis(ms));
+        assert_eq!(
+            m(300),
+            "Too many failed logins; wait 1 second and try again."
+        );
+        assert_eq!(
+            m(1_200),
+            "Too many failed logins; wait 2 seconds and try again."
+        );
+        assert_eq!(
+            m(900_000),
+            "Too many failed logins; wait 15 minutes and try again."
+        );
+    }
 }
