@@ -64,13 +64,35 @@ struct Idle {
 /// idle ones are forgotten.
 const MAX_LIMIT_ENTRIES: usize = 1024;
 
+/// The connection-limit semaphores, per connector and per next hop.
+#[derive(Default)]
+struct Limits(Mutex<HashMap<String, Arc<Semaphore>>>);
+
+impl Limits {
+    /// The semaphore for `key` (made with `max` permits). There is one entry
+    /// per next hop, which with DNS routing is one per destination domain, so
+    /// once the map reaches [`MAX_LIMIT_ENTRIES`] the idle entries (nobody
+    /// holds or waits for a permit: only the map has the `Arc`) are forgotten.
+    fn semaphore(&self, key: String, max: u32) -> Option<Arc<Semaphore>> {
+        let mut map = self.0.lock().ok()?;
+        if map.len() >= MAX_LIMIT_ENTRIES {
+            map.retain(|_, sem| Arc::strong_count(sem) > 1);
+        }
+        Some(
+            map.entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(max as usize)))
+                .clone(),
+        )
+    }
+}
+
 /// Shared by every queue worker; cheap to share behind an `Arc`.
 pub struct RemoteDelivery {
     resolver: MailResolver,
     hostname: String,
     protocol_log: ProtocolLog,
     pool: Mutex<HashMap<(String, SocketAddr), Vec<Idle>>>,
-    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    limits: Limits,
 }
 
 impl RemoteDelivery {
@@ -84,7 +106,7 @@ impl RemoteDelivery {
             hostname,
             protocol_log,
             pool: Mutex::new(HashMap::new()),
-            limits: Mutex::new(HashMap::new()),
+            limits: Limits::default(),
         }
     }
 
@@ -203,20 +225,7 @@ impl RemoteDelivery {
         ];
         let mut permits = Vec::new();
         for (key, max) in keys {
-            let sem: Option<Arc<Semaphore>> = match self.limits.lock() {
-                Ok(mut l) => Some({
-                    // One entry per next hop: with DNS routing that is one per
-                    // destination domain, so forget the idle ones (nobody holds
-                    // or waits for a permit) before the map grows past a bound.
-                    if l.len() >= MAX_LIMIT_ENTRIES {
-                        l.retain(|_, sem| Arc::strong_count(sem) > 1);
-                    }
-                    l.entry(key)
-                        .or_insert_with(|| Arc::new(Semaphore::new(max as usize)))
-                        .clone()
-                }),
-                Err(_) => None,
-            };
+            let sem = self.limits.semaphore(key, max);
             if let Some(sem) = sem
                 && let Ok(p) = sem.acquire_owned().await
             {
@@ -383,5 +392,28 @@ impl RemoteDelivery {
         for conn in stale {
             conn.quit().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn idle_limits_are_forgotten_and_busy_ones_kept() {
+        let limits = Limits::default();
+        let busy = limits.semaphore("hop busy".into(), 2).unwrap();
+        let permit = busy.clone().try_acquire_owned().unwrap();
+        for i in 0..5 * MAX_LIMIT_ENTRIES {
+            drop(limits.semaphore(format!("hop {i}.example"), 2));
+        }
+        let len = limits.0.lock().unwrap().len();
+        assert!(len <= MAX_LIMIT_ENTRIES, "{len} entries");
+        // The entry in use survived every pruning: it is the same semaphore,
+        // with its permit still taken.
+        let again = limits.semaphore("hop busy".into(), 2).unwrap();
+        assert!(Arc::ptr_eq(&busy, &again));
+        assert_eq!(again.available_permits(), 1);
+        drop(permit);
     }
 }
